@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install the Debian packages the recipes need, when we can; otherwise say what is missing.
+set -u
+missing=()
+for pkg in "$@"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || { echo "setup: apt-get install failed for: ${missing[*]}" >&2; exit 1; }
+else
+  echo "setup: please install these Debian packages (needed by the recipes' corpus builders): ${missing[*]}" >&2
+  echo "setup: e.g. sudo apt-get install ${missing[*]}" >&2
+fi

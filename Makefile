@@ -1,0 +1,48 @@
+# One-command set-up: `make demo` and `make test` each run `setup` first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# Debian packages used by the recipes (corpus builders); installed when we are root with apt-get.
+APT_PACKAGES ?= espeak-ng sox alsa-utils dataset-fashion-mnist
+EXTRAS ?= dev,pretrained
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)-$(subst $(comma),_,$(EXTRAS))
+comma := ,
+
+.PHONY: setup apt demo test test-slow bench lint format clean
+
+setup: apt $(STAMP)
+
+apt:
+	@bash .ci/apt.sh $(APT_PACKAGES)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q -e ".[$(EXTRAS)]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: setup
+	$(PY) benchmarks/attention.py --quick --out runs/demo-bench
+
+test: setup
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: setup
+	$(PY) -m pytest -m slow -q
+
+bench: setup
+	$(PY) benchmarks/attention.py --out runs/bench
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) runs outputs multirun .pytest_cache

@@ -1,0 +1,56 @@
+"""The attention block library: one interface, one registry.
+
+>>> from toolkit import attention
+>>> attention.available()
+['additive', 'dot', 'general', 'linear', 'local', 'multihead', 'scaled_dot']
+>>> block = attention.build("additive", query_dim=32, key_dim=48)
+"""
+
+from .additive import AdditiveAttention
+from .base import (
+    AttentionBase,
+    AttentionCapture,
+    capture_attention,
+    capturing,
+    causal_mask,
+    masked_softmax,
+    normalize_mask,
+    padding_mask,
+)
+from .dot import DotAttention, GeneralAttention, ScaledDotAttention
+from .linear import LinearAttention
+from .local import LocalAttention, band_mask
+from .multihead import MultiHeadAttention
+from .registry import available, build, get, register
+
+
+def set_fast_path(model, enabled: bool) -> None:
+    """Switch every attention block in ``model`` to its fused (True) or eager (False) path."""
+    for module in model.modules():
+        if isinstance(module, AttentionBase):
+            module.fast_path = enabled
+
+
+__all__ = [
+    "AdditiveAttention",
+    "AttentionBase",
+    "AttentionCapture",
+    "DotAttention",
+    "GeneralAttention",
+    "LinearAttention",
+    "LocalAttention",
+    "MultiHeadAttention",
+    "ScaledDotAttention",
+    "available",
+    "band_mask",
+    "build",
+    "capture_attention",
+    "capturing",
+    "causal_mask",
+    "get",
+    "masked_softmax",
+    "normalize_mask",
+    "padding_mask",
+    "register",
+    "set_fast_path",
+]

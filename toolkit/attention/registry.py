@@ -1,0 +1,47 @@
+"""One registry mapping attention names to their builders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch.nn as nn
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Class decorator: make a block buildable as ``build(name, ...)``."""
+
+    def wrap(cls: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"attention type {name!r} is already registered")
+        _REGISTRY[name] = cls
+        cls.registry_name = name  # type: ignore[attr-defined]
+        return cls
+
+    return wrap
+
+
+def available() -> list[str]:
+    """The registered attention names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> Callable[..., nn.Module]:
+    """The builder registered under ``name``; unknown names list the valid ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown attention type {name!r}; valid choices: {', '.join(available())}"
+        ) from None
+
+
+def build(name: str, **kwargs: Any) -> nn.Module:
+    """Build the attention block registered as ``name`` with its keyword options."""
+    builder = get(name)
+    try:
+        return builder(**kwargs)
+    except TypeError as err:
+        raise TypeError(f"attention {name!r}: {err}") from err
