@@ -1,0 +1,1 @@
+"""Recipes: one LightningModule + LightningDataModule per task, configured by Hydra."""

@@ -47,6 +47,12 @@ class DataError(ValueError):
         return (type(self), (self.path, self.line, self.field, self.message))
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def cache_root() -> Path:
     """Return the cache folder (``$ATTN_TOOLKIT_CACHE`` or ``~/.cache/attention-toolkit``).
 
@@ -76,6 +82,8 @@ def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
+        # mkdtemp makes the folder private (0700); a shared cache wants the usual mode.
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -117,6 +125,7 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=2, ensure_ascii=False)
             f.write("\n")

@@ -94,7 +94,9 @@ def _iter_jsonl(path: Path, text: str, text_field: str, label_field: str) -> Ite
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(path, line_no, None, f"invalid JSON ({e.msg}, column {e.colno})") from None
+            raise DataError(
+                path, line_no, None, f"invalid JSON ({e.msg}, column {e.colno})"
+            ) from None
         if not isinstance(record, dict):
             raise DataError(path, line_no, None, f"expected a JSON object, got {record!r:.40}")
         for field in (text_field, label_field):
@@ -140,9 +142,7 @@ def _iter_delimited(
             continue
         if len(row) != len(header):
             field = header[len(row)] if len(row) < len(header) else None
-            raise DataError(
-                path, start, field, f"expected {len(header)} columns, found {len(row)}"
-            )
+            raise DataError(path, start, field, f"expected {len(header)} columns, found {len(row)}")
         yield Example(
             _value(path, start, text_field, row[columns[text_field]], "text"),
             _value(path, start, label_field, row[columns[label_field]], "label"),

@@ -1,0 +1,213 @@
+"""Sentence classifiers: an encoder over tokens, then attention pooling, then a linear head.
+
+Every classifier returns ``(logits (B, C), pooling weights (B, T) | None)``; the pooling
+weights are what the attention pictures and diagnostics of this recipe read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from toolkit.nn import AttentionPooling, TransformerEncoder
+from toolkit.nn.positions import build_positions
+
+Tensor = torch.Tensor
+
+
+def word_dropout(ids: Tensor, mask: Tensor, p: float, unk_id: int, training: bool) -> Tensor:
+    """Replace real tokens by ``<unk>`` with probability ``p`` during training."""
+    if not training or p <= 0:
+        return ids
+    drop = (torch.rand(ids.shape, device=ids.device) < p) & mask
+    return ids.masked_fill(drop, unk_id)
+
+
+class _Classifier(nn.Module):
+    """Shared pooling + head."""
+
+    def _init_head(
+        self,
+        dim: int,
+        num_classes: int,
+        attention: str,
+        attention_options: dict[str, Any] | None,
+        num_heads: int,
+        dropout: float,
+    ) -> None:
+        options = dict(attention_options or {})
+        if attention == "multihead":
+            options.setdefault("num_heads", num_heads)
+        else:
+            options.pop("num_heads", None)
+        self.pool = AttentionPooling(dim, attention=attention, **options)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, num_classes))
+
+    def classify(
+        self, states: Tensor, mask: Tensor, need_weights: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        pooled, weights = self.pool(states, mask, need_weights=need_weights)  # (B, D), (B, T)
+        return self.head(pooled), weights
+
+
+class RNNClassifier(_Classifier):
+    """Embedding -> bidirectional GRU/LSTM -> attention pooling -> linear.
+
+    Args:
+        vocab_size, num_classes: sizes from the data.
+        attention: registered attention type of the pooling; ``attention_options`` its options.
+        embed_dim, hidden_dim, num_layers, cell: the encoder.
+        dropout: before the head and between RNN layers; ``embed_dropout`` on embeddings;
+            ``word_dropout`` replaces tokens by ``<unk>`` in training.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        attention: str = "additive",
+        attention_options: dict[str, Any] | None = None,
+        embed_dim: int = 256,
+        hidden_dim: int = 128,
+        num_layers: int = 1,
+        dropout: float = 0.5,
+        embed_dropout: float = 0.3,
+        word_dropout: float = 0.1,
+        cell: str = "gru",
+        num_heads: int = 4,
+        pad_id: int = 0,
+        unk_id: int = 1,
+    ) -> None:
+        super().__init__()
+        if cell not in ("gru", "lstm"):
+            raise ValueError(f"cell must be 'gru' or 'lstm', got {cell!r}")
+        self.pad_id, self.unk_id, self.word_dropout = pad_id, unk_id, word_dropout
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.embed_drop = nn.Dropout(embed_dropout)
+        rnn = nn.GRU if cell == "gru" else nn.LSTM
+        self.rnn = rnn(
+            embed_dim,
+            hidden_dim,
+            num_layers=num_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self._init_head(
+            2 * hidden_dim, num_classes, attention, attention_options, num_heads, dropout
+        )
+
+    def forward(
+        self, ids: Tensor, mask: Tensor, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        ids = word_dropout(ids, mask, self.word_dropout, self.unk_id, self.training)
+        x = self.embed_drop(self.embed(ids))  # (B, T, E)
+        lengths = mask.sum(dim=1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.rnn(packed)
+        states, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])
+        return self.classify(states, mask, need_weights)  # states (B, T, 2H)
+
+
+class TransformerClassifier(_Classifier):
+    """Embedding + positions -> Transformer encoder (self-attention = ``attention``) ->
+    attention pooling -> linear."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        attention: str = "multihead",
+        attention_options: dict[str, Any] | None = None,
+        embed_dim: int = 256,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        ffn_dim: int = 512,
+        dropout: float = 0.3,
+        embed_dropout: float = 0.3,
+        word_dropout: float = 0.1,
+        positions: str = "sinusoidal",
+        norm_first: bool = True,
+        max_len: int = 512,
+        pad_id: int = 0,
+        unk_id: int = 1,
+    ) -> None:
+        super().__init__()
+        self.pad_id, self.unk_id, self.word_dropout = pad_id, unk_id, word_dropout
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.scale = embed_dim**0.5
+        self.positions = build_positions(positions, embed_dim, max_len=max_len, dropout=embed_dropout)
+        self.encoder = TransformerEncoder(
+            num_layers=num_layers,
+            embed_dim=embed_dim,
+            num_heads=num_heads,
+            ffn_dim=ffn_dim,
+            dropout=dropout,
+            attention=attention,
+            attention_options={
+                k: v for k, v in (attention_options or {}).items() if k != "num_heads"
+            },
+            norm_first=norm_first,
+        )
+        self._init_head(embed_dim, num_classes, attention, attention_options, num_heads, dropout)
+
+    def forward(
+        self, ids: Tensor, mask: Tensor, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        ids = word_dropout(ids, mask, self.word_dropout, self.unk_id, self.training)
+        x = self.positions(self.embed(ids) * self.scale)  # (B, T, E)
+        states = self.encoder(x, mask)
+        if isinstance(states, tuple):
+            states = states[0]
+        return self.classify(states, mask, need_weights)
+
+
+class MiniLMClassifier(_Classifier):
+    """all-MiniLM-L6-v2 loaded into our Transformer encoder, then pooling and a head.
+
+    ``self_attention``: the encoder's attention type (``multihead`` reproduces the original;
+    another registered core swaps it while keeping the pretrained projections).
+    ``pooling``: ``mean`` (as the sentence-transformers model was trained) or
+    ``attention`` (pooling with the run's attention type).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        attention: str = "multihead",
+        attention_options: dict[str, Any] | None = None,
+        path: str | None = None,
+        self_attention: str = "multihead",
+        pooling: str = "mean",
+        dropout: float = 0.1,
+        max_len: int = 64,
+        tokenizer: str = "minilm",
+    ) -> None:
+        super().__init__()
+        from toolkit.nn.minilm import MiniLMEncoder
+
+        options = dict(attention_options or {}) if self_attention == attention else {}
+        self.encoder = MiniLMEncoder.from_pretrained(path, attention=self_attention, **options)
+        dim = self.encoder.hidden_size
+        if pooling not in ("mean", "attention"):
+            raise ValueError(f"pooling must be 'mean' or 'attention', got {pooling!r}")
+        self.pooling = pooling
+        if pooling == "attention":
+            self._init_head(dim, num_classes, attention, attention_options, 4, dropout)
+        else:
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, num_classes))
+
+    def forward(
+        self, ids: Tensor, mask: Tensor, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        states = self.encoder(ids, mask)  # (B, T, 384)
+        if self.pooling == "attention":
+            return self.classify(states, mask, need_weights)
+        m = mask.unsqueeze(-1).to(states.dtype)  # (B, T, 1)
+        pooled = (states * m).sum(1) / m.sum(1).clamp(min=1.0)
+        weights = (m.squeeze(-1) / m.sum(1)) if need_weights else None  # uniform over tokens
+        return self.head(pooled), weights

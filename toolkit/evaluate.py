@@ -1,0 +1,77 @@
+"""Re-score a checkpoint: ``python -m toolkit.evaluate ckpt=PATH [data.test_file=...]``.
+
+Writes ``metrics.json`` (same contract as training, without training fields) and
+``attention/`` into ``hydra.run.dir``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from toolkit.runs import import_object, write_metrics
+from toolkit.train import CONF_DIR, count_params
+
+
+def load_module(ckpt: str | Path) -> pl.LightningModule:
+    """Rebuild the recipe module saved in ``ckpt``."""
+    ckpt = Path(ckpt)
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {ckpt}")
+    raw = torch.load(ckpt, map_location="cpu", weights_only=False)
+    try:
+        module_path = raw["hyper_parameters"]["cfg"]["recipe"]["module"]
+    except KeyError as err:
+        raise ValueError(f"{ckpt}: not a toolkit checkpoint (no recipe in its config)") from err
+    module_cls = import_object(module_path)
+    return module_cls.load_from_checkpoint(ckpt, map_location="cpu")
+
+
+def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    module = load_module(cfg.ckpt)
+    saved = OmegaConf.create(module.hparams["cfg"])
+    overrides = {k: v for k, v in OmegaConf.to_container(cfg.data).items() if v is not None}
+    data_cfg = OmegaConf.merge(saved.data, overrides)
+    if cfg.get("decode"):
+        module.cfg = OmegaConf.merge(module.cfg, {"decode": cfg.decode})
+    datamodule = instantiate(data_cfg, state=module.data_state, _recursive_=False)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, **cfg.trainer)
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    metrics = module.test_metrics()
+    diagnostics = module.export_attention(
+        datamodule, run_dir / "attention", int(cfg.attention_examples)
+    )
+    result = {
+        "recipe": saved.recipe.name,
+        "attention": saved.attention.name,
+        "checkpoint": str(cfg.ckpt),
+        "metrics": {**metrics.pop("metrics"), **diagnostics},
+        **metrics,
+        "params": count_params(module),
+        "throughput": {
+            "test_samples_per_s": round(module.test_samples / max(module.test_seconds, 1e-9), 2)
+        },
+        "data": datamodule.manifest(),
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_metrics(run_dir, result)
+    return result
+
+
+@hydra.main(config_path=CONF_DIR, config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    result = evaluate(cfg, run_dir)
+    print(f"[toolkit.evaluate] {result['recipe']}/{result['attention']}: {result['metrics']}")
+    print(f"[toolkit.evaluate] run folder: {run_dir}")
+
+
+if __name__ == "__main__":
+    main()

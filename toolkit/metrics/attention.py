@@ -1,0 +1,54 @@
+"""Attention diagnostics: entropy of attention distributions and mass on marked tokens."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def attention_entropy(weights: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Entropy (nats) of each attention row and its value normalised by ``log(#keys)``.
+
+    Args:
+        weights: ``(*, Tk)`` distributions (rows sum to 1 over unmasked keys).
+        mask: ``(*, Tk)`` boolean, True on keys that could be attended.
+
+    Returns:
+        ``entropy (*)`` and ``normalised (*)`` in [0, 1] (0 = one key, 1 = uniform); rows
+        with a single key have normalised entropy 0.
+    """
+    w = weights.float().clamp_min(0)
+    ent = -(w * torch.log(w.clamp_min(1e-12))).sum(-1)
+    n = mask.sum(-1).float() if mask is not None else torch.full_like(ent, w.shape[-1])
+    norm = ent / torch.log(n.clamp_min(2.0))
+    return ent, torch.where(n > 1, norm, torch.zeros_like(norm))
+
+
+def marked_mass(
+    weights: Sequence[Sequence[float]], marks: Sequence[Sequence[bool]]
+) -> dict[str, float]:
+    """Share of attention on marked tokens versus their share of tokens.
+
+    For sentiment: marks = token is in the VADER lexicon. ``lift`` > 1 means the model
+    attends to marked tokens more than their frequency alone would give.
+    """
+    mass = total = marked = count = 0.0
+    for w, m in zip(weights, marks, strict=True):
+        for wi, mi in zip(w, m, strict=True):
+            total += wi
+            count += 1
+            if mi:
+                mass += wi
+                marked += 1
+    mass_share = mass / total if total else float("nan")
+    token_share = marked / count if count else float("nan")
+    lift = mass_share / token_share if token_share else float("nan")
+    return {"mass": mass_share, "token_share": token_share, "lift": lift}
+
+
+def uniform_entropy(n: int) -> float:
+    return math.log(n) if n > 0 else 0.0

@@ -1,0 +1,209 @@
+"""Single-query attention over a memory, for any registered type, and attention pooling.
+
+``MemoryAttention`` is what a recurrent decoder (text, image regions, audio frames) uses
+each step: one query vector ``(B, Dq)`` attends over ``memory (B, S, Dm)`` with a key
+padding mask ``(B, S)`` and gives a context ``(B, Dc)`` and weights ``(B, S)``.
+``AttentionPooling`` lets learned queries attend over token states to pool a sequence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from toolkit.attention import build, get, masked_softmax
+
+from .attention_layer import build_attention_layer, cached_attention, project_key_value
+
+Tensor = torch.Tensor
+
+# Cores whose scores accept query_dim != key_dim; other cores get memory keys projected.
+MIXED_DIM_CORES = frozenset({"additive", "general"})
+
+
+class LocalPAttention(nn.Module):
+    """Luong et al. (2015) local-p attention for a single query over a memory.
+
+    The registered ``local`` core anchors its window at the query's own position, which a
+    decoder step over a memory of another length does not have. Local-p predicts the centre
+    instead: ``p = (L - 1) · sigmoid(v_pᵀ tanh(W_p h))`` for a memory of real length ``L``,
+    scores the keys within ``window`` of ``round(p)`` by scaled dot product and multiplies
+    the weights by ``exp(-(s - p)² / 2σ²)``, ``σ = window / 2``. Unlike the paper the
+    weights are renormalised to sum to one.
+
+    Args:
+        query_dim: query size; keys must have the same size.
+        window: half-width ``D`` of the window.
+        dropout: dropout on the weights.
+        scale: score scale (default ``1/√d``).
+    """
+
+    def __init__(
+        self, query_dim: int, window: int = 8, dropout: float = 0.0, scale: float | None = None
+    ) -> None:
+        super().__init__()
+        self.window = int(window)
+        self.dropout = dropout
+        self.scale = query_dim**-0.5 if scale is None else scale
+        self.w_p = nn.Linear(query_dim, query_dim, bias=False)
+        self.v_p = nn.Linear(query_dim, 1, bias=False)
+
+    def forward(
+        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``query (B, 1, D)``, ``key (B, S, D)``, ``value (B, S, Dv)``, ``mask (B, S)``
+        -> ``output (B, 1, Dv)``, ``weights (B, 1, S)``."""
+        s = key.shape[1]
+        if mask is None:
+            lengths = torch.full((key.shape[0],), s, device=key.device)
+        else:
+            lengths = mask.sum(dim=-1)
+        lengths = lengths.clamp_min(1).to(query.dtype)[:, None, None]  # (B, 1, 1)
+        centre = (lengths - 1) * torch.sigmoid(self.v_p(torch.tanh(self.w_p(query))))  # (B,1,1)
+        pos = torch.arange(s, device=key.device, dtype=query.dtype)  # (S,)
+        allowed = (pos - centre.round()).abs() <= self.window  # (B, 1, S)
+        if mask is not None:
+            allowed = allowed & mask[:, None, :]
+        scores = torch.matmul(query, key.transpose(1, 2)) * self.scale  # (B, 1, S)
+        weights = masked_softmax(scores, allowed)
+        sigma = max(self.window, 1) / 2.0
+        weights = weights * torch.exp(-((pos - centre) ** 2) / (2 * sigma**2))
+        weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+        dropped = F.dropout(weights, self.dropout, self.training) if self.dropout else weights
+        return torch.matmul(dropped, value), weights
+
+
+class MemoryAttention(nn.Module):
+    """One query vector attends over a memory with any registered attention type.
+
+    * ``additive``/``general``: built with ``query_dim`` and ``key_dim = memory_dim``.
+    * ``multihead``: MHA with ``kdim = vdim = memory_dim`` (``num_heads`` option, default
+      1); the context has size ``query_dim`` and weights are averaged over heads.
+    * ``local``: Luong local-p (``LocalPAttention``), window centred on a predicted position.
+    * any other core (``dot``, ``scaled_dot``, ``linear``, ...): memory keys are projected to
+      ``query_dim`` when the sizes differ; values stay the raw memory.
+
+    Args:
+        attention: registered attention name.
+        query_dim: query size ``Dq``.
+        memory_dim: memory size ``Dm``.
+        **options: options of the core (``window``, ``num_heads``, ``dropout``, ...).
+    """
+
+    def __init__(self, attention: str, query_dim: int, memory_dim: int, **options: Any) -> None:
+        super().__init__()
+        get(attention)  # unknown names list the valid ones
+        self.attention = attention
+        self.key_proj: nn.Module | None = None
+        self.context_dim = memory_dim
+        if attention == "multihead":
+            num_heads = options.pop("num_heads", 1)
+            self.core = build_attention_layer(
+                "multihead", query_dim, num_heads, kdim=memory_dim, vdim=memory_dim, **options
+            )
+            self.context_dim = query_dim
+        elif attention == "local":
+            self.key_proj = nn.Linear(memory_dim, query_dim, bias=False)
+            self.core = LocalPAttention(query_dim, **options)
+        else:
+            key_dim = memory_dim
+            if attention not in MIXED_DIM_CORES and memory_dim != query_dim:
+                self.key_proj = nn.Linear(memory_dim, query_dim, bias=False)
+                key_dim = query_dim
+            self.core = build(attention, query_dim=query_dim, key_dim=key_dim, **options)
+
+    def precompute(self, memory: Tensor) -> dict[str, Tensor]:
+        """Per-sequence work done once before decoding: projected memory keys (and values)."""
+        if self.attention == "multihead":
+            k, v = project_key_value(self.core, memory, memory)  # (B, S, E) each
+            b, s, _ = k.shape
+            h = self.core.num_heads
+            return {
+                "key": k.view(b, s, h, -1).transpose(1, 2),  # (B, H, S, hd)
+                "value": v.view(b, s, h, -1).transpose(1, 2),
+            }
+        return {"key": memory if self.key_proj is None else self.key_proj(memory)}
+
+    def forward(
+        self,
+        query: Tensor,
+        memory: Tensor,
+        mask: Tensor | None = None,
+        cache: dict[str, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """``query (B, Dq)`` over ``memory (B, S, Dm)`` with key padding ``mask (B, S)``.
+
+        Args:
+            cache: ``precompute(memory)`` (computed here when ``None``).
+
+        Returns:
+            ``context (B, Dc)`` and ``weights (B, S)`` (zero on masked memory).
+        """
+        cache = self.precompute(memory) if cache is None else cache
+        q = query[:, None, :]  # (B, 1, Dq)
+        if self.attention == "multihead":
+            out, weights = cached_attention(
+                self.core, q, memory, memory, dict(cache), mask, need_weights=True, static=True
+            )
+            weights = weights.mean(dim=1)  # (B, H, 1, S) -> (B, 1, S)
+        elif self.attention == "local":
+            out, weights = self.core(q, cache["key"], memory, mask)
+        else:
+            out, weights = self.core(q, cache["key"], memory, mask, need_weights=True)
+        return out[:, 0], weights[:, 0]  # (B, Dc), (B, S)
+
+
+class AttentionPooling(nn.Module):
+    """Learned queries attend over token states ``(B, T, D)`` to pool them to ``(B, D)``.
+
+    With ``num_queries > 1`` (Lin et al. 2017) the ``Q`` pooled vectors are concatenated and
+    projected back to ``D``. ``local`` is refused: a learned query has no position to anchor
+    a window at.
+
+    Args:
+        dim: token state size ``D``.
+        attention: registered attention name.
+        num_queries: number of learned queries ``Q``.
+        **options: options of the attention (``num_heads`` for ``multihead``, ...).
+    """
+
+    def __init__(
+        self, dim: int, attention: str = "additive", num_queries: int = 1, **options: Any
+    ) -> None:
+        super().__init__()
+        get(attention)
+        if attention == "local":
+            raise ValueError(
+                "attention pooling cannot use 'local' attention (a learned query has no position "
+                "for the window); use 'scaled_dot', 'additive' or 'multihead'"
+            )
+        self.attention = attention
+        self.query = nn.Parameter(torch.randn(num_queries, dim) * dim**-0.5)
+        if attention == "multihead":
+            num_heads = options.pop("num_heads", 1)
+            self.attn = build_attention_layer("multihead", dim, num_heads, **options)
+        else:
+            self.attn = build(attention, query_dim=dim, key_dim=dim, **options)
+        self.out_proj = nn.Linear(num_queries * dim, dim) if num_queries > 1 else None
+
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """Pool ``x (B, T, D)`` with key padding ``mask (B, T)``.
+
+        Returns:
+            ``pooled (B, D)`` and, with ``need_weights``, ``weights (B, T)`` (averaged over
+            queries and heads; zero on padding), else ``None``.
+        """
+        b = x.shape[0]
+        q = self.query.unsqueeze(0).expand(b, -1, -1)  # (B, Q, D)
+        out, weights = self.attn(q, x, x, mask, need_weights)  # (B, Q, D)
+        pooled = out[:, 0] if self.out_proj is None else self.out_proj(out.reshape(b, -1))
+        if weights is not None:
+            if weights.dim() == 4:
+                weights = weights.mean(dim=1)  # (B, H, Q, T) -> (B, Q, T)
+            weights = weights.mean(dim=1)  # (B, Q, T) -> (B, T)
+        return pooled, weights

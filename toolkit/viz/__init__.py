@@ -1,0 +1,1 @@
+"""Attention pictures: token heatmaps, matrices, image overlays."""
