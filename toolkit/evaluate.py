@@ -16,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from toolkit.cli import run_with_key_help
 from toolkit.runs import import_object, write_metrics
 from toolkit.train import CONF_DIR, count_params
 
@@ -74,4 +75,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_with_key_help(main, CONF_DIR, "evaluate")

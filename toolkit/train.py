@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from toolkit.attention import available as available_attention
+from toolkit.cli import run_with_key_help
 from toolkit.runs import import_object, write_config, write_metrics
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     write_config(run_dir, cfg)
 
     module_cls = import_object(cfg.recipe.module)
-    datamodule = instantiate(cfg.data, _recursive_=False)
+    init_state = None
+    if cfg.get("init_from"):
+        # Fine-tuning keeps the checkpoint's vocabulary and labels so ids mean the same.
+        saved = torch.load(cfg.init_from, map_location="cpu", weights_only=False)
+        init_state = saved.get("hyper_parameters", {}).get("data_state")
+    datamodule = instantiate(cfg.data, state=init_state, _recursive_=False)
     datamodule.prepare_data()
     datamodule.setup("fit")
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
@@ -131,4 +137,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_with_key_help(main, CONF_DIR, "train")

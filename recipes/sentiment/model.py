@@ -39,6 +39,10 @@ class _Classifier(nn.Module):
         dropout: float,
     ) -> None:
         options = dict(attention_options or {})
+        if attention == "local":
+            # A learned pooling query has no position to centre a window on: pool with
+            # scaled dot-product; `local` still shapes the Transformer encoder.
+            attention, options = "scaled_dot", {}
         if attention == "multihead":
             options.setdefault("num_heads", num_heads)
         else:
@@ -190,7 +194,9 @@ class MiniLMClassifier(_Classifier):
         super().__init__()
         from toolkit.nn.minilm import MiniLMEncoder
 
-        options = dict(attention_options or {}) if self_attention == attention else {}
+        options = {}
+        if self_attention == attention:
+            options = {k: v for k, v in (attention_options or {}).items() if k != "num_heads"}
         self.encoder = MiniLMEncoder.from_pretrained(path, attention=self_attention, **options)
         dim = self.encoder.hidden_size
         if pooling not in ("mean", "attention"):

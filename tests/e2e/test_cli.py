@@ -82,4 +82,5 @@ def test_misspelt_key_fails_at_start(tmp_path):
     proc = run(["toolkit.train", "trainer.max_epoch=3"], tmp_path / "cache", tmp_path)
     assert proc.returncode != 0
     assert "max_epoch" in proc.stderr
+    assert "Did you mean 'trainer.max_epochs'" in proc.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("metrics.json"))

@@ -39,6 +39,15 @@ TQ_CROSS = 6
 B = 2
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads only add synchronisation (badly so on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 # Per-name options; small enough that every chunked/blockwise code path runs at T = 11.
 CORE_OPTIONS: dict[str, dict] = {
     "additive": {"hidden_dim": 6, "chunk_elements": 48},
@@ -141,11 +150,11 @@ def weights_shape(case: Case, b: int, tq: int, tk: int, heads: int = HEADS) -> t
     return (b, heads, tq, tk) if case.multihead else (b, tq, tk)
 
 
-def empty_output(block: nn.Module, case: Case, dtype=torch.float32) -> torch.Tensor:
+def empty_output(block: nn.Module, case: Case, dv: int | None = None) -> torch.Tensor:
     """What a query that may attend to nothing outputs: 0 (a multihead adds its out bias)."""
     if case.multihead:
-        return block.out_proj.bias.detach().to(dtype)
-    return torch.zeros(case_dims(case)[2], dtype=dtype)
+        return block.out_proj.bias.detach()
+    return torch.zeros(case_dims(case)[2] if dv is None else dv)
 
 
 def key_padding(lengths: list[int], tk: int) -> torch.Tensor:
@@ -165,7 +174,8 @@ def make_mask(kind: str, b: int, tq: int, tk: int) -> torch.Tensor | None:
         g = torch.Generator().manual_seed(tq * 100 + tk)
         mask = torch.rand(b, tq, tk, generator=g) < 0.6
         mask[:, :, 0] = True  # most rows may attend somewhere ...
-        mask[0, 1] = False  # ... but one is fully masked
+        mask[:, :, -2] = False  # ... no row sees key Tk - 2 ...
+        mask[0, 1] = False  # ... and one row sees nothing
         return mask
     raise ValueError(kind)
 
@@ -253,7 +263,7 @@ def test_core_on_4d_inputs_with_4d_masks():
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_gradcheck(case, path, variant):
     """float64 gradcheck w.r.t. inputs and parameters (additive: tiny chunks + checkpoint)."""
-    t = 8  # local: > block_size + 2 * window, so the blockwise path runs
+    t = 8 if case.base == "local" else 5  # local: > block_size + 2 * window (blockwise path)
     b = 2
     dims = (4, 4, 4) if case.multihead else case_dims(case)  # multihead: 2 heads of 2
     block = make(case, causal=variant == "causal", dtype=torch.float64, dims=dims[:2])
@@ -263,7 +273,7 @@ def test_gradcheck(case, path, variant):
         mask[:, :, 0] = True
         mask[1, 2] = False  # a fully masked query row: zero output, zero (not NaN) grads
     else:
-        mask = key_padding([t, t - 3], t)
+        mask = key_padding([t, t - 2], t)
     names = [n for n, _ in block.named_parameters()]
     params = [p.detach().clone().requires_grad_(True) for _, p in block.named_parameters()]
     need = path == "eager"
@@ -275,7 +285,9 @@ def test_gradcheck(case, path, variant):
         return (out, w) if need else out
 
     args = tuple(x.requires_grad_(True) for x in (q, k, v)) + tuple(params)
-    assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-5, rtol=1e-4)
+    # checkpointed chunks are slow to re-run per Jacobian entry: check random projections
+    fast_mode = case.base == "additive"
+    assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=fast_mode)
 
 
 # ----------------------------------------------------------------------------- masks
@@ -294,15 +306,21 @@ def test_masked_keys_never_matter(case, mask_kind, path):
     _, w = block(q, k, v, mask, need_weights=True)
     full = normalize_mask(mask, 3, T, T).expand(B, T, T)
     hidden = (full[:, None] if case.multihead else full).expand_as(w)
-    assert (w[~hidden] == 0).all()
+    assert (w[~hidden] == 0).all()  # masked keys get exactly zero weight
     # keys masked for every query may be replaced by anything
     dead = ~full.any(dim=1)  # (B, Tk)
     assert dead.any()
     k2, v2 = k.clone(), v.clone()
     k2[dead] = torch.randn_like(k2[dead]) * 50
     v2[dead] = torch.randn_like(v2[dead]) * 50
-    out2, _ = block(q, k2, v2, mask)
-    assert_close(out2, out, atol=1e-6, rtol=0)
+    assert_close(block(q, k2, v2, mask)[0], out, atol=1e-6, rtol=0)
+    # a key masked for some queries only: exactly those queries ignore it
+    for j in (1, 5):
+        k2, v2 = k.clone(), v.clone()
+        k2[:, j] += 20 * torch.randn_like(k2[:, j])
+        v2[:, j] += 20 * torch.randn_like(v2[:, j])
+        rows = ~full[:, :, j]  # (B, Tq): queries that may not see key j
+        assert_close(block(q, k2, v2, mask)[0][rows], out[rows], atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
@@ -563,9 +581,10 @@ def test_additive_chunked_equals_unchunked_with_grads():
         assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("tk", [4, 24])  # one query row fits the budget / does not
-def test_additive_memory_is_bounded(tk, monkeypatch):
-    budget = 256
+@pytest.mark.parametrize(
+    ("tk", "budget"), [(8, 512), (24, 256)], ids=["query-chunks", "key-chunks"]
+)  # a (B, 1, Tk, h) query row fits the budget / does not
+def test_additive_memory_is_bounded(tk, budget, monkeypatch):
     bq, tq, h = 2, 16, 16
     small = build("additive", query_dim=5, key_dim=7, hidden_dim=h, chunk_elements=budget)
     big = copy.deepcopy(small)
@@ -583,15 +602,17 @@ def test_additive_memory_is_bounded(tk, monkeypatch):
         return real_tanh(x, *args, **kwargs)
 
     monkeypatch.setattr(torch, "tanh", recording_tanh)
-    saved = [0]
+    saved: dict[int, int] = {}  # storage -> elements, kept alive for backward
 
     def pack(t):
-        saved[0] += t.numel()
+        storage = t.untyped_storage()
+        saved[storage.data_ptr()] = storage.nbytes() // t.element_size()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         scores = small.scores(q, k)
-    assert saved[0] < full // 2  # chunks are checkpointed, not kept for backward
+    # chunks are checkpointed, not kept for backward
+    assert sum(saved.values()) < full // 2
     gq, gk = torch.autograd.grad(scores.square().sum(), (q, k))  # recomputes the chunks
     assert 0 < largest[0] <= budget
     monkeypatch.setattr(torch, "tanh", real_tanh)
@@ -813,6 +834,12 @@ def test_capture_names_a_root_block_after_itself():
 def test_dropout_train_vs_eval(case):
     block = make(case, dropout=0.5)
     q, k, v = inputs(case)
+    block.eval()
+    o1, _ = block(q, k, v)
+    o2, _ = block(q, k, v)
+    o3, w_eval = block(q, k, v, need_weights=True)
+    assert torch.equal(o1, o2)
+    assert_close(o1, o3, **TOL)
     block.train()
     for need in (False, True):
         o1, w1 = block(q, k, v, need_weights=need)
@@ -820,13 +847,8 @@ def test_dropout_train_vs_eval(case):
         assert not torch.allclose(o1, o2), "dropout did nothing in train mode"
         if need:  # returned weights are pre-dropout: rows still sum to 1
             assert_close(w1.sum(-1), torch.ones(w1.shape[:-1]), atol=1e-4, rtol=0)
-            assert (w1 > 0).all()
-    block.eval()
-    o1, _ = block(q, k, v)
-    o2, _ = block(q, k, v)
-    o3, _ = block(q, k, v, need_weights=True)
-    assert torch.equal(o1, o2)
-    assert_close(o1, o3, **TOL)
+            if case.base != "linear":  # linear drops key features, so its weights change
+                assert_close(w1, w_eval, **TOL)
 
 
 def test_dropout_must_be_a_probability():
@@ -876,7 +898,7 @@ def test_property_fast_eager_and_masked_keys(case, data):
     assert_close(fast, eager, **TOL)
     assert_close(eager_of(block, q, k, v, keep), eager, atol=0, rtol=0)
     # a batch element with every key padded outputs the empty output
-    empty = empty_output(block, case)
+    empty = empty_output(block, case, dims[2])
     for i in range(b):
         if not keep[i].any():
             assert_close(fast[i], empty.expand_as(fast[i]), atol=1e-6, rtol=0)

@@ -55,10 +55,16 @@ def capture_attention(
     still yields its weights. With ``model`` given, maps are keyed by module path.
     """
     if model is not None:
-        for name, module in model.named_modules():
+        modules = dict(model.named_modules())
+        for name, module in modules.items():
             if isinstance(module, AttentionBase):
                 # a multihead block records through its core: name it after the block
-                name = name[: -len(".core")] if name.endswith(".core") else name
+                # (also when the block is ``model`` itself, whose core's path is "core")
+                parent_name, _, leaf = name.rpartition(".")
+                parent = modules.get(parent_name)
+                if leaf == "core" and parent is not None and parent is not module:
+                    if getattr(parent, "core", None) is module:
+                        name = parent_name or getattr(parent, "registry_name", "")
                 module._capture_name = name or module.registry_name
     cap = AttentionCapture(detach=detach, to_cpu=to_cpu)
     token = _CAPTURE.set(cap)

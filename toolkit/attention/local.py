@@ -39,6 +39,9 @@ class LocalAttention(AttentionBase):
         block_size: query block length of the fast path (default ``window``).
     """
 
+    # Scores per group of query blocks on the fast path (bounds its transient memory).
+    chunk_elements = 1 << 22
+
     def __init__(
         self,
         query_dim: int | None = None,
@@ -91,7 +94,7 @@ class LocalAttention(AttentionBase):
         )
         kw = kpad.unfold(-2, span, b)  # (*, nb, d, span)
         vw = vpad.unfold(-2, span, b).transpose(-1, -2)  # (*, nb, span, dv)
-        scores = torch.matmul(qb, kw) * self._scale(query.shape[-1])  # (*, nb, b, span)
+        qb = qb * self._scale(query.shape[-1])  # scale the queries, not the (larger) scores
 
         # Band inside a block: query row r, window column c  ->  |(c - w) - r| <= w.
         r = torch.arange(b, device=query.device)[:, None]
@@ -103,9 +106,32 @@ class LocalAttention(AttentionBase):
             valid = mask[..., 0, :] & valid  # (B|1, H|1, Tk) -> key validity
         valid = F.pad(valid, (w, w + pad_q), value=False).unfold(-1, span, b)  # (.., nb, span)
         allowed = allowed & valid.unsqueeze(-2)  # (.., nb, b, span)
-        weights = masked_softmax(scores, allowed)
-        out = torch.matmul(self.drop(weights), vw)  # (*, nb, b, dv)
-        return out.reshape(*lead, nb * b, value.shape[-1])[..., :n, :]
+        # Without a key mask no row is empty (a real query sees its own key; a padded one
+        # still sees key n - 1 when pad_q <= w), so the -inf fill can be in place and the
+        # softmax needs no re-zeroing.
+        may_be_empty = mask is not None or pad_q > w
+        # Groups of blocks holding at most ``chunk_elements`` scores: bounded transients.
+        step = max(1, self.chunk_elements // max(1, lead.numel() * b * span))
+        grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
+        dv = value.shape[-1]
+        out = None if grad or step >= nb else qb.new_empty(*lead, nb, b, dv)
+        outs = []
+        for s in range(0, nb, step):
+            scores = torch.matmul(qb[..., s : s + step, :, :], kw[..., s : s + step, :, :])
+            band = allowed[..., s : s + step, :, :]
+            if may_be_empty:
+                weights = masked_softmax(scores, band)
+            else:
+                weights = torch.softmax(scores.masked_fill_(~band, float("-inf")), dim=-1)
+            part = torch.matmul(self.drop(weights), vw[..., s : s + step, :, :])  # (*, g, b, dv)
+            del scores, weights
+            if out is None:
+                outs.append(part)
+            else:  # no autograd: write in place (no long-lived small pieces between chunks)
+                out[..., s : s + step, :, :] = part
+        if out is None:
+            out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-3)
+        return out.reshape(*lead, nb * b, dv)[..., :n, :]
 
     def extra_repr(self) -> str:
         return f"window={self.window}, block_size={self.block_size}, " + super().extra_repr()

@@ -106,11 +106,14 @@ def encoder_from_config(cfg: TransformerConfig | Mapping[str, Any]) -> Transform
 def decoder_from_config(cfg: TransformerConfig | Mapping[str, Any]) -> TransformerDecoder:
     """Build a ``TransformerDecoder``; cross-attention defaults to the self-attention type.
 
+    Except ``local``: its window is anchored at the query's own position, which has no
+    counterpart in a memory of another length, so a ``local`` decoder attends over the
+    memory with standard ``multihead`` unless ``cross_attention`` says otherwise.
     ``cross_attention_options`` default to ``attention_options`` only when the cross type is
     the same as the self type (options of one core rarely fit another).
     """
     c = _as_config(cfg)
-    cross = c.cross_attention or c.attention
+    cross = c.cross_attention or ("multihead" if c.attention == "local" else c.attention)
     cross_options = c.cross_attention_options
     if cross_options is None:
         cross_options = c.attention_options if cross == c.attention else {}

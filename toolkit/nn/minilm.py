@@ -228,6 +228,20 @@ class MiniLMTokenizer:
         mask = torch.tensor([e.attention_mask for e in encodings], dtype=torch.bool)
         return {"input_ids": ids, "attention_mask": mask}
 
+    def _encode_one(self, text: str, max_len: int | None):
+        tok = self.tokenizer
+        tok.no_padding()
+        tok.enable_truncation(self.max_len if max_len is None else max_len)
+        return tok.encode(text)
+
+    def encode_ids(self, text: str, max_len: int | None = None) -> list[int]:
+        """Ids of one text with ``[CLS] … [SEP]``, unpadded (the data module pads)."""
+        return list(self._encode_one(text, max_len).ids)
+
+    def tokens(self, text: str, max_len: int | None = None) -> list[str]:
+        """The WordPiece tokens matching ``encode_ids`` (for attention pictures)."""
+        return list(self._encode_one(text, max_len).tokens)
+
     def decode(self, ids: list[int] | Tensor, skip_special_tokens: bool = True) -> str:
         """Token ids back to text."""
         ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)

@@ -133,7 +133,8 @@ class TransformerDecoderLayer(nn.Module):
         attention_dropout: dropout on attention weights (default ``dropout``).
         self_attention: registered name of the (causal) self-attention.
         cross_attention: registered name of the cross-attention; ``None`` for a decoder-only
-            layer without memory.
+            layer without memory. ``local`` works but its band is aligned to the memory's
+            end (query ``i`` sits at ``i + S - T``), which rarely means anything here.
         self_attention_options, cross_attention_options: extra options for each.
         memory_dim: size of the memory vectors (default ``E``).
         activation, norm_first, layer_norm_eps, bias: as in ``TransformerEncoderLayer``.
