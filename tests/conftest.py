@@ -1,4 +1,4 @@
-"""Shared test set-up: a small, deterministic CPU environment for every test."""
+"""Shared test fixtures: a fixed RNG seed for every test and the repository paths."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-torch.set_num_threads(2)
 
 
 @pytest.fixture(autouse=True)

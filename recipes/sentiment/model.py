@@ -26,6 +26,37 @@ def word_dropout(ids: Tensor, mask: Tensor, p: float, unk_id: int, training: boo
     return ids.masked_fill(drop, unk_id)
 
 
+class LexiconFeatures(nn.Module):
+    """Prior polarity of each token from the VADER lexicon: ``(valence / 4, in lexicon)``.
+
+    A fixed ``(V, 2)`` table indexed by token id (saved with the model); it lets the encoder
+    know the polarity of sentiment words too rare in training to learn from scratch.
+    """
+
+    def __init__(self, vocab_tokens: list[str]) -> None:
+        super().__init__()
+        from toolkit.data.sentiment import load_vader_lexicon
+
+        lexicon = load_vader_lexicon()
+        table = torch.zeros(len(vocab_tokens), 2)
+        for i, token in enumerate(vocab_tokens):
+            if token in lexicon:
+                table[i, 0] = lexicon[token] / 4.0
+                table[i, 1] = 1.0
+        self.register_buffer("table", table)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return self.table[ids]  # (B, T, 2)
+
+
+def _lexicon(enabled: bool, vocab_tokens: list[str] | None) -> LexiconFeatures | None:
+    if not enabled:
+        return None
+    if vocab_tokens is None:
+        raise ValueError("lexicon features need the vocabulary (vocab_tokens)")
+    return LexiconFeatures(vocab_tokens)
+
+
 class _Classifier(nn.Module):
     """Shared pooling + head."""
 
@@ -82,6 +113,8 @@ class RNNClassifier(_Classifier):
         word_dropout: float = 0.1,
         cell: str = "gru",
         num_heads: int = 4,
+        lexicon: bool = False,
+        vocab_tokens: list[str] | None = None,
         pad_id: int = 0,
         unk_id: int = 1,
     ) -> None:
@@ -91,9 +124,10 @@ class RNNClassifier(_Classifier):
         self.pad_id, self.unk_id, self.word_dropout = pad_id, unk_id, word_dropout
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
         self.embed_drop = nn.Dropout(embed_dropout)
+        self.lexicon = _lexicon(lexicon, vocab_tokens)
         rnn = nn.GRU if cell == "gru" else nn.LSTM
         self.rnn = rnn(
-            embed_dim,
+            embed_dim + (2 if self.lexicon is not None else 0),
             hidden_dim,
             num_layers=num_layers,
             batch_first=True,
@@ -109,6 +143,8 @@ class RNNClassifier(_Classifier):
     ) -> tuple[Tensor, Tensor | None]:
         ids = word_dropout(ids, mask, self.word_dropout, self.unk_id, self.training)
         x = self.embed_drop(self.embed(ids))  # (B, T, E)
+        if self.lexicon is not None:
+            x = torch.cat([x, self.lexicon(ids)], dim=-1)  # (B, T, E + 2)
         lengths = mask.sum(dim=1).clamp(min=1).cpu()
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.rnn(packed)
@@ -136,12 +172,16 @@ class TransformerClassifier(_Classifier):
         positions: str = "sinusoidal",
         norm_first: bool = True,
         max_len: int = 512,
+        lexicon: bool = False,
+        vocab_tokens: list[str] | None = None,
         pad_id: int = 0,
         unk_id: int = 1,
     ) -> None:
         super().__init__()
         self.pad_id, self.unk_id, self.word_dropout = pad_id, unk_id, word_dropout
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.lexicon = _lexicon(lexicon, vocab_tokens)
+        self.lexicon_proj = nn.Linear(2, embed_dim) if self.lexicon is not None else None
         self.scale = embed_dim**0.5
         self.positions = build_positions(positions, embed_dim, max_len=max_len, dropout=embed_dropout)
         self.encoder = TransformerEncoder(
@@ -162,7 +202,10 @@ class TransformerClassifier(_Classifier):
         self, ids: Tensor, mask: Tensor, need_weights: bool = False
     ) -> tuple[Tensor, Tensor | None]:
         ids = word_dropout(ids, mask, self.word_dropout, self.unk_id, self.training)
-        x = self.positions(self.embed(ids) * self.scale)  # (B, T, E)
+        x = self.embed(ids) * self.scale  # (B, T, E)
+        if self.lexicon is not None:
+            x = x + self.lexicon_proj(self.lexicon(ids))
+        x = self.positions(x)
         states = self.encoder(x, mask)
         if isinstance(states, tuple):
             states = states[0]
@@ -190,6 +233,7 @@ class MiniLMClassifier(_Classifier):
         dropout: float = 0.1,
         max_len: int = 64,
         tokenizer: str = "minilm",
+        vocab_tokens: list[str] | None = None,
     ) -> None:
         super().__init__()
         from toolkit.nn.minilm import MiniLMEncoder

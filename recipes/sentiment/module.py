@@ -39,6 +39,7 @@ class SentimentModule(RecipeModule):
         self.model = instantiate(
             self.cfg.model,
             vocab_size=len(data_state["vocab"]["tokens"]),
+            vocab_tokens=list(data_state["vocab"]["tokens"]),
             num_classes=n,
             attention=attention.name,
             attention_options=OmegaConf.to_container(attention.options) if attention.get("options") else {},

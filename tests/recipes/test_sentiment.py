@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from recipes.sentiment.data import SentimentDataModule
 from toolkit.attention import available
 from toolkit.data.cache import DataError
 from toolkit.evaluate import load_module
 from toolkit.train import train
-from recipes.sentiment.data import SentimentDataModule
 
 TINY = ["data.limit=40", "data.batch_size=8", "data.eval_batch_size=16", "threads=2"]
 

@@ -62,9 +62,8 @@ def capture_attention(
                 # (also when the block is ``model`` itself, whose core's path is "core")
                 parent_name, _, leaf = name.rpartition(".")
                 parent = modules.get(parent_name)
-                if leaf == "core" and parent is not None and parent is not module:
-                    if getattr(parent, "core", None) is module:
-                        name = parent_name or getattr(parent, "registry_name", "")
+                if leaf == "core" and getattr(parent, "core", None) is module:
+                    name = parent_name or getattr(parent, "registry_name", "")
                 module._capture_name = name or module.registry_name
     cap = AttentionCapture(detach=detach, to_cpu=to_cpu)
     token = _CAPTURE.set(cap)

@@ -6,6 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from .base import AttentionBase, Tensor, masked_softmax
 from .registry import register
@@ -84,17 +85,6 @@ class LocalAttention(AttentionBase):
         nb = -(-n // b)  # number of query blocks
         pad_q = nb * b - n
         span = b + 2 * w  # keys seen by one block
-        q = F.pad(query, (0, 0, 0, pad_q)).expand(*lead, nb * b, query.shape[-1])
-        qb = q.reshape(*lead, nb, b, q.shape[-1])  # (*, nb, b, d)
-        # Keys padded by w on the left and w + pad_q on the right: block m sees padded
-        # positions [m·b, m·b + span), i.e. original keys [m·b - w, m·b + b + w).
-        kpad = F.pad(key, (0, 0, w, w + pad_q)).expand(*lead, n + 2 * w + pad_q, key.shape[-1])
-        vpad = F.pad(value, (0, 0, w, w + pad_q)).expand(
-            *lead, n + 2 * w + pad_q, value.shape[-1]
-        )
-        kw = kpad.unfold(-2, span, b)  # (*, nb, d, span)
-        vw = vpad.unfold(-2, span, b).transpose(-1, -2)  # (*, nb, span, dv)
-        qb = qb * self._scale(query.shape[-1])  # scale the queries, not the (larger) scores
 
         # Band inside a block: query row r, window column c  ->  |(c - w) - r| <= w.
         r = torch.arange(b, device=query.device)[:, None]
@@ -113,25 +103,145 @@ class LocalAttention(AttentionBase):
         # Groups of blocks holding at most ``chunk_elements`` scores: bounded transients.
         step = max(1, self.chunk_elements // max(1, lead.numel() * b * span))
         grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
-        dv = value.shape[-1]
-        out = None if grad or step >= nb else qb.new_empty(*lead, nb, b, dv)
+        # Queries scaled (cheaper than scaling the scores) and padded to whole blocks; keys
+        # and values padded by w on the left and w + pad_q on the right: block m sees padded
+        # key positions [m·b, m·b + span), i.e. original keys [m·b - w, m·b + b + w).
+        q = F.pad(query * self._scale(query.shape[-1]), (0, 0, 0, pad_q))
+        q = q.expand(*lead, nb * b, query.shape[-1])
+        kpad = F.pad(key, (0, 0, w, w + pad_q)).expand(*lead, n + 2 * w + pad_q, key.shape[-1])
+        vpad = F.pad(value, (0, 0, w, w + pad_q)).expand(*lead, n + 2 * w + pad_q, value.shape[-1])
+        run = self._shifted_blocks if w % b == 0 else self._unfolded_blocks
+        return run(q, kpad, vpad, allowed, lead, n, step, may_be_empty, grad)
+
+    def _shifted_blocks(self, q, kpad, vpad, allowed, lead, n, step, may_be_empty, grad):
+        """``w`` a multiple of ``b``: block m's window is key blocks m .. m + 2w/b of the
+        padded keys, so each group multiplies against shifted contiguous slices of the keys
+        (no overlapping windows are materialised, nor saved for backward)."""
+        b, dv = self.block_size, vpad.shape[-1]
+        nb, shifts = q.shape[-2] // b, 2 * (self.window // b) + 1
+        # Block-major layout (blocks, *, b, d): a group of blocks is a contiguous slice.
+        qm = q.reshape(*lead, nb, b, q.shape[-1]).movedim(-3, 0).contiguous()
+        km = kpad.reshape(*lead, nb + shifts - 1, b, kpad.shape[-1]).movedim(-3, 0).contiguous()
+        vm = vpad.reshape(*lead, nb + shifts - 1, b, dv).movedim(-3, 0).contiguous()
+        del q, kpad, vpad
+        band = allowed.movedim(-3, 0)  # (nb, .., b, span)
+        band = band[(slice(None),) + (None,) * (len(lead) + 3 - band.dim())]
+        dropping = self.training and self.dropout > 0
+        if grad and not dropping and not torch.is_autocast_enabled(qm.device.type):
+            out = _ShiftedBlockAttention.apply(qm, km, vm, band, step, may_be_empty)
+            return out.movedim(0, -3).reshape(*lead, nb * b, dv)[..., :n, :]
+        out = None if grad or step >= nb else qm.new_empty(nb, *lead, b, dv)
         outs = []
         for s in range(0, nb, step):
-            scores = torch.matmul(qb[..., s : s + step, :, :], kw[..., s : s + step, :, :])
-            band = allowed[..., s : s + step, :, :]
-            if may_be_empty:
-                weights = masked_softmax(scores, band)
-            else:
-                weights = torch.softmax(scores.masked_fill_(~band, float("-inf")), dim=-1)
-            part = torch.matmul(self.drop(weights), vw[..., s : s + step, :, :])  # (*, g, b, dv)
+            e = min(nb, s + step)
+            q_g = qm[s:e]  # (g, *, b, d)
+            scores = [torch.matmul(q_g, km[s + j : e + j].transpose(-1, -2)) for j in range(shifts)]
+            scores = scores[0] if shifts == 1 else torch.cat(scores, dim=-1)  # (g, *, b, span)
+            weights = self.drop(_group_softmax(scores, band[s:e], may_be_empty))
+            del scores
+            part = torch.matmul(weights[..., :b], vm[s:e])
+            for j in range(1, shifts):
+                part = part + torch.matmul(weights[..., j * b : (j + 1) * b], vm[s + j : e + j])
+            del weights
+            if out is None:
+                outs.append(part)
+            else:  # no autograd: write in place (no long-lived small pieces between chunks)
+                out[s:e] = part
+        if out is None:
+            out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
+        return out.movedim(0, -3).reshape(*lead, nb * b, dv)[..., :n, :]
+
+    def _unfolded_blocks(self, q, kpad, vpad, allowed, lead, n, step, may_be_empty, grad):
+        """Any ``w``, ``b``: the overlapping key windows come from ``unfold``."""
+        b, w, dv = self.block_size, self.window, vpad.shape[-1]
+        nb, span = q.shape[-2] // b, b + 2 * w
+        qb = q.reshape(*lead, nb, b, q.shape[-1])  # (*, nb, b, d)
+        out = None if grad or step >= nb else qb.new_empty(*lead, nb, b, dv)
+        outs = []
+        for g, q_group in enumerate(qb.split(step, dim=-3)):  # (*, step, b, d)
+            s, e = g * step, g * step + q_group.shape[-3]  # blocks [s, e)
+            # keys of blocks [s, e): padded positions [s·b, e·b + 2w), one window per block
+            kw = kpad[..., s * b : e * b + 2 * w, :].unfold(-2, span, b)  # (*, g, d, span)
+            vw = vpad[..., s * b : e * b + 2 * w, :].unfold(-2, span, b).transpose(-1, -2)
+            scores = torch.matmul(q_group, kw)  # (*, g, b, span)
+            weights = self.drop(_group_softmax(scores, allowed[..., s:e, :, :], may_be_empty))
+            part = torch.matmul(weights, vw)  # (*, g, b, dv)
             del scores, weights
             if out is None:
                 outs.append(part)
             else:  # no autograd: write in place (no long-lived small pieces between chunks)
-                out[..., s : s + step, :, :] = part
+                out[..., s:e, :, :] = part
         if out is None:
             out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-3)
         return out.reshape(*lead, nb * b, dv)[..., :n, :]
 
     def extra_repr(self) -> str:
         return f"window={self.window}, block_size={self.block_size}, " + super().extra_repr()
+
+
+def _group_softmax(scores: Tensor, band: Tensor, may_be_empty: bool) -> Tensor:
+    if may_be_empty:
+        return masked_softmax(scores, band)
+    return torch.softmax(scores.masked_fill_(~band, float("-inf")), dim=-1)
+
+
+class _ShiftedBlockAttention(torch.autograd.Function):
+    """Blockwise banded attention in block-major layout, with a hand-written backward.
+
+    ``qm (nb, *, b, d)`` holds the (scaled) query blocks, ``km``/``vm`` ``(nb + s - 1, *, b, ·)``
+    the padded key/value blocks (``s`` shifts: block m sees key blocks m .. m + s - 1) and
+    ``band (nb, .., b, s·b)`` what each query may see. Same maths as the autograd loop,
+    but the weights are kept in one preallocated tensor and the gradients are accumulated
+    in place, group by group: no per-group pieces are allocated that outlive their group.
+    Long runs of such pieces fragment the CPU heap (the resident set then grows far beyond
+    what is allocated).
+    """
+
+    @staticmethod
+    def forward(ctx, qm, km, vm, band, step, may_be_empty):
+        nb, b = qm.shape[0], qm.shape[-2]
+        shifts = km.shape[0] - nb + 1
+        weights = qm.new_empty(*qm.shape[:-1], shifts * b)  # (nb, *, b, span)
+        out = qm.new_empty(*qm.shape[:-1], vm.shape[-1])  # (nb, *, b, dv)
+        for s in range(0, nb, step):
+            e = min(nb, s + step)
+            scores = torch.cat(
+                [torch.matmul(qm[s:e], km[s + j : e + j].transpose(-1, -2)) for j in range(shifts)],
+                dim=-1,
+            )
+            weights[s:e] = _group_softmax(scores, band[s:e], may_be_empty)
+            del scores
+            w = weights[s:e]
+            out[s:e] = torch.matmul(w[..., :b], vm[s:e])
+            for j in range(1, shifts):
+                out[s:e] += torch.matmul(w[..., j * b : (j + 1) * b], vm[s + j : e + j])
+        ctx.step = step
+        ctx.save_for_backward(qm, km, vm, weights)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        qm, km, vm, weights = ctx.saved_tensors
+        nb, b, step = qm.shape[0], qm.shape[-2], ctx.step
+        shifts = km.shape[0] - nb + 1
+        gq, gk, gv = torch.empty_like(qm), torch.zeros_like(km), torch.zeros_like(vm)
+        for s in range(0, nb, step):
+            e = min(nb, s + step)
+            g, w = grad_out[s:e], weights[s:e]  # (g, *, b, dv), (g, *, b, span)
+            # dL/dweights, then through the softmax: w * (dw - Σ dw·w); masked entries and
+            # empty rows have w = 0, so they get no gradient (as with masked_softmax).
+            dw = torch.cat(
+                [torch.matmul(g, vm[s + j : e + j].transpose(-1, -2)) for j in range(shifts)],
+                dim=-1,
+            )
+            dw.sub_((dw * w).sum(dim=-1, keepdim=True)).mul_(w)  # now dL/dscores
+            gq[s:e] = torch.matmul(dw[..., :b], km[s:e])
+            for j in range(shifts):
+                cols = slice(j * b, (j + 1) * b)
+                if j:
+                    gq[s:e] += torch.matmul(dw[..., cols], km[s + j : e + j])
+                gk[s + j : e + j] += torch.matmul(dw[..., cols].transpose(-1, -2), qm[s:e])
+                gv[s + j : e + j] += torch.matmul(w[..., cols].transpose(-1, -2), g)
+            del dw
+        return gq, gk, gv, None, None, None
