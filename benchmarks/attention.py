@@ -33,6 +33,7 @@ targets) and ``attention.png`` (time and memory against length, log-log).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import ctypes
 import gc
@@ -67,6 +68,8 @@ CORE_OPTIONS = {
 }
 # Asymptotic growth of time and memory with the sequence length, for the skip predictor.
 EXPONENT = {"local": 1.0, "linear": 1.0}
+WARM_LEN = 128  # length of the warm-up call each case process makes before measuring
+FIRST_CAP_FACTOR = 4  # first length of a type/pass: skip if est. > 4x the cap (from WARM_LEN)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -84,8 +87,8 @@ class Mode:
     case_timeout_s: float
 
 
-FULL = Mode(False, 2.0, 2.0, 3, 25, math.inf, 25.0, 600.0)
-QUICK = Mode(True, 0.05, 0.15, 1, 5, 0.5, 4.0, 60.0)
+FULL = Mode(False, 2.0, 2.0, 3, 40, math.inf, 25.0, 600.0)
+QUICK = Mode(True, 0.05, 0.15, 1, 5, 0.5, 2.5, 60.0)
 
 
 # --------------------------------------------------------------------------- the cases
@@ -216,27 +219,41 @@ def _peak_rss_kib() -> int:
 def _settle_memory() -> None:
     """Free what can be freed so the baseline is the resident set the case really needs."""
     gc.collect()
-    try:  # hand freed malloc arenas back to the OS (glibc), so growth shows up as growth
+    with contextlib.suppress(OSError, AttributeError):  # glibc: hand freed heap back to the OS
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-    try:  # Linux: reset the high-water mark to the current RSS (drops set-up transients)
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
+    # Linux: reset the high-water mark to the current RSS (drops set-up transients).
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 # --------------------------------------------------------------------------- one case
 
 
-def run_case(name, seq_len, pass_, device, dtype_name, threads, mode: Mode) -> dict:
+def _repeats(estimate_s: float, mode: Mode) -> int:
+    return int(min(mode.max_repeats, max(mode.min_repeats, mode.budget_s // estimate_s)))
+
+
+def run_case(
+    name, seq_len, pass_, device, dtype_name, threads, mode: Mode, timed=True, predict=False
+) -> dict:
+    """Peak memory of one call in this fresh process; then, if ``timed``, its median time.
+
+    With ``predict`` (no shorter length measured yet), first extrapolate the time of a call
+    from a 128-step one and skip the case if it is over ``FIRST_CAP_FACTOR`` x the cap.
+    """
     torch.set_num_threads(threads)
     dtype = DTYPES[dtype_name]
     torch.manual_seed(0)
     # Warm up on a short input first: pages in kernel code, starts the thread pool and
     # (on CUDA) the context, none of which should count as this case's memory or time.
-    run_once(make_case(name, min(seq_len, 128), pass_, device, dtype), device)
+    small = make_case(name, min(seq_len, WARM_LEN), pass_, device, dtype)
+    run_once(small, device)
+    if predict and seq_len > WARM_LEN:
+        est_s = run_once(small, device) * (seq_len / WARM_LEN) ** EXPONENT.get(name, 2.0)
+        cap = FIRST_CAP_FACTOR * mode.max_call_s  # a rough guard: 128 steps say little
+        if est_s > cap:
+            return {"skip": f"est. {est_s:.0f} s per call (from {WARM_LEN}) > {cap:g} s cap"}
+    del small
     case = make_case(name, seq_len, pass_, device, dtype)
     _settle_memory()
     if device == "cuda":
@@ -249,6 +266,9 @@ def run_case(name, seq_len, pass_, device, dtype_name, threads, mode: Mode) -> d
         base = _peak_rss_kib()
         first = run_once(case, device)
         peak_mib = (_peak_rss_kib() - base) / 1024
+    result = {"peak_mib": peak_mib, "first_ms": 1e3 * first}
+    if not timed:
+        return result
     # Timing: the memory call above doubles as the first warm-up.
     if first >= mode.reuse_first_above_s:
         times = [first]
@@ -256,12 +276,33 @@ def run_case(name, seq_len, pass_, device, dtype_name, threads, mode: Mode) -> d
         estimate = first
         if first < mode.warmup_below_s:
             estimate = run_once(case, device)
-        repeats = int(min(mode.max_repeats, max(mode.min_repeats, mode.budget_s // estimate)))
-        times = [run_once(case, device) for _ in range(repeats)]
+        times = [run_once(case, device) for _ in range(_repeats(estimate, mode))]
+    result.update(ms_median=1e3 * statistics.median(times), runs=len(times))
+    return result
+
+
+def time_pair(names, seq_len, pass_, device, dtype_name, threads, mode: Mode) -> dict:
+    """Median times of two cases timed in turn (A B B A ...) in one fresh process, so load
+    changes on the machine hit both alike; their ratio is what the targets compare."""
+    torch.set_num_threads(threads)
+    dtype = DTYPES[dtype_name]
+    torch.manual_seed(0)
+    for name in names:
+        run_once(make_case(name, min(seq_len, WARM_LEN), pass_, device, dtype), device)
+    cases = {name: make_case(name, seq_len, pass_, device, dtype) for name in names}
+    estimate = 0.0
+    for name in names:  # warm-up, twice when cheap
+        first = run_once(cases[name], device)
+        if first < mode.warmup_below_s:
+            first = run_once(cases[name], device)
+        estimate += first
+    repeats = _repeats(estimate, mode)
+    times = {name: [] for name in names}
+    for i in range(repeats):
+        for name in names if i % 2 == 0 else names[::-1]:
+            times[name].append(run_once(cases[name], device))
     return {
-        "ms_median": 1e3 * statistics.median(times),
-        "peak_mib": peak_mib,
-        "runs": len(times),
+        name: {"ms_median": 1e3 * statistics.median(t), "runs": len(t)} for name, t in times.items()
     }
 
 
@@ -274,8 +315,9 @@ def probe_sdpa(device: str, dtype_name: str, threads: int, seq_len: int) -> dict
     info = {}
     for pass_ in PASSES:
         q, k, v = (
-            torch.randn(BATCH, HEADS, seq_len, HEAD_DIM, device=device, dtype=dtype)
-            .requires_grad_(pass_ == "fwd_bwd")
+            torch.randn(BATCH, HEADS, seq_len, HEAD_DIM, device=device, dtype=dtype).requires_grad_(
+                pass_ == "fwd_bwd"
+            )
             for _ in range(3)
         )
         ok = []
@@ -386,13 +428,13 @@ def skip_reason(name, seq_len, pass_, results, mode: Mode, mem_cap_mib: float) -
     shorter = [
         (t, r)
         for (n, t, p), r in results.items()
-        if n == name and p == pass_ and t < seq_len and r.get("ms_median") is not None
+        if n == name and p == pass_ and t < seq_len and r.get("peak_mib") is not None
     ]
     if not shorter:
         return None
     t0, prev = max(shorter, key=lambda item: item[0])
     growth = (seq_len / t0) ** EXPONENT.get(name, 2.0)
-    est_s = prev["ms_median"] * growth / 1e3
+    est_s = (prev.get("ms_median") or prev["first_ms"]) * growth / 1e3
     if est_s > mode.max_call_s:
         return f"est. {est_s:.0f} s per call (from {t0}) > {mode.max_call_s:.0f} s cap"
     est_mib = prev["peak_mib"] * growth
@@ -401,57 +443,127 @@ def skip_reason(name, seq_len, pass_, results, mode: Mode, mem_cap_mib: float) -
     return None
 
 
+# A registered block and the reference its time is compared with (targets 1a/1b).
+PAIRS = (("scaled_dot", "sdpa"), ("multihead", "torch_mha"))
+
+
+def run_groups(names) -> list[tuple[str, ...]]:
+    """``names`` in run order, each compared pair adjacent and grouped."""
+    partner = {a: b for a, b in PAIRS if a in names and b in names}
+    taken = set(partner.values())
+    groups = []
+    for name in names:
+        if name in taken:
+            continue
+        groups.append((name, partner[name]) if name in partner else (name,))
+    return groups
+
+
+def _failed(reason: str) -> dict:
+    return {"ms_median": None, "peak_mib": None, "reason": reason, "failed": True}
+
+
 def sweep(args, names, mode: Mode, ctx) -> dict:
     results: dict[tuple[str, int, str], dict] = {}
     mem_cap = 0.6 * mem_available_mib() if args.device == "cpu" else math.inf
     if args.device == "cuda":
         total = torch.cuda.get_device_properties(0).total_memory / 2**20
         mem_cap = 0.8 * total
+    common = dict(device=args.device, dtype_name=args.dtype, threads=args.threads, mode=mode)
     # Length outermost, so the cases compared in the targets run close together in time.
     for seq_len in args.lengths:
         for pass_ in PASSES:
-            for name in names:
-                key = (name, seq_len, pass_)
-                reason = skip_reason(name, seq_len, pass_, results, mode, mem_cap)
-                if reason is None:
-                    earlier = [
-                        r for (n, t, p), r in results.items() if n == name and p == pass_
-                    ]
-                    if any(r.get("failed") for r in earlier):
-                        reason = "failed at a shorter length"
-                if reason is not None:
-                    results[key] = {"ms_median": None, "peak_mib": None, "reason": reason}
-                    print(f"  {name:>16} {seq_len:>5} {pass_:>7}  skipped: {reason}", flush=True)
-                    continue
-                start = time.perf_counter()
-                res = in_fresh_process(
-                    ctx,
-                    "run_case",
-                    mode.case_timeout_s,
-                    name=name,
-                    seq_len=seq_len,
-                    pass_=pass_,
-                    device=args.device,
-                    dtype_name=args.dtype,
-                    threads=args.threads,
-                    mode=mode,
-                )
-                wall = time.perf_counter() - start
-                if "error" in res:
-                    res = {
-                        "ms_median": None,
-                        "peak_mib": None,
-                        "reason": f"failed: {res['error']}",
-                        "failed": True,
-                    }
-                    print(f"  {name:>16} {seq_len:>5} {pass_:>7}  {res['reason']}", flush=True)
-                else:
-                    print(
-                        f"  {name:>16} {seq_len:>5} {pass_:>7}  {res['ms_median']:10.2f} ms"
-                        f"  {res['peak_mib']:9.1f} MiB  ({res['runs']} runs, {wall:.1f} s)",
-                        flush=True,
+            for group in run_groups(names):
+                # A compared pair (full run): memory in one fresh process per case, then
+                # both timed in turn in another. Anything else: one process does both.
+                paired = len(group) == 2 and not mode.quick
+                ran = []
+                for name in group:
+                    key = (name, seq_len, pass_)
+                    reason = skip_reason(name, seq_len, pass_, results, mode, mem_cap)
+                    if reason is None:
+                        earlier = [
+                            r for (n, t, p), r in results.items() if n == name and p == pass_
+                        ]
+                        if any(r.get("failed") for r in earlier):
+                            reason = "failed at a shorter length"
+                        elif any(r.get("peak_mib") is None for r in earlier):
+                            reason = "skipped at a shorter length"
+                    if reason is not None:
+                        results[key] = {"ms_median": None, "peak_mib": None, "reason": reason}
+                        print(f"  {name:>16} {seq_len:>5} {pass_:>7}  skipped: {reason}")
+                        continue
+                    start = time.perf_counter()
+                    res = in_fresh_process(
+                        ctx,
+                        "run_case",
+                        mode.case_timeout_s,
+                        name=name,
+                        seq_len=seq_len,
+                        pass_=pass_,
+                        timed=not paired,
+                        predict=not any(n == name and p == pass_ for n, _, p in results),
+                        **common,
                     )
-                results[key] = res
+                    if "skip" in res:
+                        reason = res["skip"]
+                        results[key] = {"ms_median": None, "peak_mib": None, "reason": reason}
+                        print(f"  {name:>16} {seq_len:>5} {pass_:>7}  skipped: {reason}")
+                        continue
+                    if "error" in res:
+                        res = _failed(f"failed: {res['error']}")
+                    else:
+                        ran.append(name)
+                    res["wall_s"] = time.perf_counter() - start
+                    results[key] = res
+                if paired and len(ran) == 2:
+                    start = time.perf_counter()
+                    timing = in_fresh_process(
+                        ctx,
+                        "time_pair",
+                        2 * mode.case_timeout_s,
+                        names=list(group),
+                        seq_len=seq_len,
+                        pass_=pass_,
+                        **common,
+                    )
+                    wall = (time.perf_counter() - start) / 2
+                    for name in group:
+                        res = results[(name, seq_len, pass_)]
+                        res["wall_s"] += wall
+                        if "error" in timing:
+                            results[(name, seq_len, pass_)] = _failed(
+                                f"failed (timing): {timing['error']}"
+                            )
+                        else:
+                            res.update(timing[name], paired=group)
+                elif paired:  # one of the pair did not run: time the other alone
+                    for name in ran:
+                        res = in_fresh_process(
+                            ctx,
+                            "run_case",
+                            mode.case_timeout_s,
+                            name=name,
+                            seq_len=seq_len,
+                            pass_=pass_,
+                            **common,
+                        )
+                        key = (name, seq_len, pass_)
+                        if "error" in res:
+                            results[key] = _failed(f"failed (timing): {res['error']}")
+                        else:
+                            results[key].update(ms_median=res["ms_median"], runs=res["runs"])
+                for name in group:
+                    res = results[(name, seq_len, pass_)]
+                    if res.get("ms_median") is not None:
+                        print(
+                            f"  {name:>16} {seq_len:>5} {pass_:>7}  {res['ms_median']:10.2f} ms"
+                            f"  {res['peak_mib']:9.1f} MiB  ({res['runs']} runs"
+                            f"{', paired' if res.get('paired') else ''}, {res['wall_s']:.1f} s)",
+                            flush=True,
+                        )
+                    elif res.get("failed"):
+                        print(f"  {name:>16} {seq_len:>5} {pass_:>7}  {res['reason']}", flush=True)
     return results
 
 
@@ -666,17 +778,22 @@ def settings_md(args, mode: Mode, names, probe: dict | None, elapsed: float) -> 
         + "; the memory call doubles as warm-up"
         + ("" if mode.quick else ", plus one more warm-up call when it took < 2 s")
         + f"; then the median of {mode.min_repeats}..{mode.max_repeats} calls (about "
-        f"{mode.budget_s:g} s of calls, fewer for slow cases)"
+        f"{mode.budget_s:g} s of calls, fewer for slow cases; `runs` in the table)"
         + (
             f"; quick run: a case slower than {mode.reuse_first_above_s:g} s is timed by "
-            "its memory call alone"
+            "its memory call alone (a smoke test: its times are noisy)"
             if mode.quick
-            else ""
+            else "; the compared pairs (scaled_dot & sdpa, multihead & torch_mha) are timed "
+            "together in one more fresh process, their calls alternating A B B A ..., so "
+            "a change in machine load hits both alike"
         ),
         f"- peak memory (MiB): {mem}",
         f"- skips: a case is skipped when the same type/pass at the previous length predicts "
         f"(time and memory ~ T^2, T for local/linear) more than {mode.max_call_s:g} s per "
-        "call or more than 60% of the memory available at start",
+        "call or more than 60% of the memory available at start; at a type/pass's first "
+        f"length, when a {WARM_LEN}-step call predicts more than "
+        f"{FIRST_CAP_FACTOR * mode.max_call_s:g} s; and after a skip or failure at a shorter "
+        "length (the reason is in the table)",
     ]
     if probe is not None and "error" not in probe:
         lines.append(
@@ -785,6 +902,8 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     mode = QUICK if args.quick else FULL
+    with contextlib.suppress(AttributeError, ValueError):
+        sys.stdout.reconfigure(line_buffering=True)  # progress lines as they come
     names = list(dict.fromkeys(args.types))
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -33,20 +33,43 @@ def fmt(v) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("runs", nargs="+")
-    parser.add_argument("--metrics", default="accuracy,f1_macro,attention_entropy,attention_lexicon_lift")
+    parser.add_argument(
+        "--metrics", default="accuracy,f1_macro,attention_entropy,attention_lexicon_lift"
+    )
     parser.add_argument("--out", default=None, help="write OUT.md and OUT.csv")
     args = parser.parse_args()
     names = args.metrics.split(",")
-    header = ["recipe", "model", "attention", *names, "train_s", "epochs", "params", "train_samples/s", "threads", "run"]
+    header = [
+        "recipe",
+        "model",
+        "attention",
+        *names,
+        "train_s",
+        "epochs",
+        "params",
+        "train_samples/s",
+        "threads",
+        "run",
+    ]
     rows = []
-    for m in sorted(load_runs(args.runs), key=lambda m: (m["recipe"], m.get("model", ""), m["attention"])):
+    for m in sorted(
+        load_runs(args.runs), key=lambda m: (m["recipe"], m.get("model", ""), m["attention"])
+    ):
         t = m.get("throughput", {})
-        rows.append([
-            m["recipe"], m.get("model", ""), m["attention"],
-            *[m["metrics"].get(n) for n in names],
-            m.get("train_seconds"), m.get("epochs"), m.get("params"),
-            t.get("train_samples_per_s"), t.get("threads"), m["_dir"],
-        ])
+        rows.append(
+            [
+                m["recipe"],
+                m.get("model", ""),
+                m["attention"],
+                *[m["metrics"].get(n) for n in names],
+                m.get("train_seconds"),
+                m.get("epochs"),
+                m.get("params"),
+                t.get("train_samples_per_s"),
+                t.get("threads"),
+                m["_dir"],
+            ]
+        )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
     table = "\n".join(lines)

@@ -45,7 +45,7 @@ def explain_unknown_keys(config_dir: str, config_name: str, argv: list[str]) -> 
             continue
         if leaf in parent:
             continue
-        valid = sorted(str(k) for k in parent.keys())
+        valid = sorted(str(k) for k in parent)
         close = difflib.get_close_matches(leaf, valid, n=1)
         hint = f" Did you mean '{parent_key}.{close[0]}'?" if close else ""
         messages.append(

@@ -39,7 +39,10 @@ class RecipeModule(pl.LightningModule):
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = instantiate(self.cfg.scheduler)(optimizer=optimizer, total_steps=total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     # ----- throughput ---------------------------------------------------------------
     def count_train(self, n: int) -> None:

@@ -1,4 +1,4 @@
-"""Train, validate and test a recipe: ``python -m toolkit.train recipe=sentiment attention=additive``.
+"""Train, validate and test a recipe: ``python -m toolkit.train recipe=sentiment attention=…``.
 
 Leaves the run folder of DESIGN.md in ``hydra.run.dir``: ``config.yaml``, ``checkpoints/``,
 ``metrics.json`` and ``attention/``.
@@ -48,6 +48,11 @@ def load_init_weights(module: pl.LightningModule, path: str) -> None:
         log.info("skipped (missing or shape mismatch): %s", ", ".join(skipped[:20]))
 
 
+def extra_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    """Callbacks of the ``callbacks`` group (``callbacks=ema`` ...)."""
+    return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+
+
 def count_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -86,7 +91,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
     logger = instantiate(cfg.logger, save_dir=str(run_dir)) if cfg.get("logger") else False
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, logger=logger, callbacks=[checkpoint], default_root_dir=str(run_dir)
+        cfg.trainer,
+        logger=logger,
+        callbacks=[checkpoint, *extra_callbacks(cfg)],
+        default_root_dir=str(run_dir),
     )
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)

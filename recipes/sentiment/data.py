@@ -35,7 +35,9 @@ class LengthBucketBatches(torch.utils.data.Sampler[list[int]]):
         batches = []
         for start in range(0, len(order), size):
             chunk = sorted(order[start : start + size], key=self.lengths.__getitem__)
-            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+            batches += [
+                chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)
+            ]
         rng.shuffle(batches)
         return iter(batches)
 
@@ -56,6 +58,7 @@ class SentimentDataModule(pl.LightningDataModule):
     def __init__(
         self,
         domain: str = "movie",
+        extra_train_domains: list[str] | tuple[str, ...] = (),
         limit: int | None = None,
         split_seed: int = 0,
         train_file: str | None = None,
@@ -76,6 +79,7 @@ class SentimentDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.domain, self.limit, self.split_seed = domain, limit, split_seed
+        self.extra_train_domains = list(extra_train_domains or [])
         self.train_file, self.valid_file, self.test_file = train_file, valid_file, test_file
         self.text_field, self.label_field = text_field, label_field
         self.valid_fraction = valid_fraction
@@ -101,6 +105,12 @@ class SentimentDataModule(pl.LightningDataModule):
         if self.train_file is None and self.test_file is None:
             self.prepare_data()
             self.splits = load_sentiment_splits(self.folder)
+            for extra in self.extra_train_domains:
+                # Training data from other domains of the archive; valid/test stay in-domain.
+                folder = build_sentiment_corpus(
+                    extra, root=self.root, limit=self.limit, seed=self.split_seed
+                )
+                self.splits["train"] = self.splits["train"] + load_sentiment_splits(folder)["train"]
             return
         if self.train_file is None:  # evaluation of a checkpoint on an own test file only
             self.splits = {

@@ -183,7 +183,9 @@ class TransformerClassifier(_Classifier):
         self.lexicon = _lexicon(lexicon, vocab_tokens)
         self.lexicon_proj = nn.Linear(2, embed_dim) if self.lexicon is not None else None
         self.scale = embed_dim**0.5
-        self.positions = build_positions(positions, embed_dim, max_len=max_len, dropout=embed_dropout)
+        self.positions = build_positions(
+            positions, embed_dim, max_len=max_len, dropout=embed_dropout
+        )
         self.encoder = TransformerEncoder(
             num_layers=num_layers,
             embed_dim=embed_dim,

@@ -36,13 +36,17 @@ class SentimentModule(RecipeModule):
         self.label_map = LabelMap.from_dict(data_state["labels"])
         n = len(self.label_map)
         attention = self.cfg.attention
-        self.model = instantiate(
-            self.cfg.model,
+        # Data-derived arguments go to the partial, not through OmegaConf: a vocabulary
+        # token such as "???" would be read as a missing value there.
+        build_model = instantiate(self.cfg.model, _partial_=True)
+        self.model = build_model(
             vocab_size=len(data_state["vocab"]["tokens"]),
             vocab_tokens=list(data_state["vocab"]["tokens"]),
             num_classes=n,
             attention=attention.name,
-            attention_options=OmegaConf.to_container(attention.options) if attention.get("options") else {},
+            attention_options=OmegaConf.to_container(attention.options)
+            if attention.get("options")
+            else {},
         )
         self.label_smoothing = float(self.cfg.get("label_smoothing", 0.0) or 0.0)
         self.train_acc = MulticlassAccuracy(n, average="micro")
@@ -138,7 +142,9 @@ class SentimentModule(RecipeModule):
                     for name, ws in cap.maps.items()
                     if not name.startswith("pool") and ws[0].dim() >= 3
                 }
-                out.append((datamodule.tokens(text), w[i, :n].numpy(), int(logits[i].argmax()), maps))
+                out.append(
+                    (datamodule.tokens(text), w[i, :n].numpy(), int(logits[i].argmax()), maps)
+                )
         return out
 
     def export_attention(self, datamodule, out_dir: Path, n: int) -> dict[str, float]:

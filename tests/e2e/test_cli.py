@@ -16,7 +16,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def run(args: list[str], cache: Path, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "ATTN_TOOLKIT_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=600,
     )
 

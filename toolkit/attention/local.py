@@ -41,7 +41,7 @@ class LocalAttention(AttentionBase):
     """
 
     # Scores per group of query blocks on the fast path (bounds its transient memory).
-    chunk_elements = 1 << 22
+    chunk_elements = 1 << 23
 
     def __init__(
         self,
