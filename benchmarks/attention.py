@@ -739,7 +739,7 @@ def targets_md(results: dict, lengths) -> str:
     return "\n".join(out)
 
 
-def settings_md(args, mode: Mode, names, probe: dict | None, elapsed: float) -> str:
+def settings_md(args, mode: Mode, names, probe: dict | None, elapsed: float, load) -> str:
     if args.device == "cuda":
         hw = torch.cuda.get_device_name(0)
         mem = "`torch.cuda.max_memory_allocated()` minus the allocated bytes at the baseline"
@@ -762,6 +762,9 @@ def settings_md(args, mode: Mode, names, probe: dict | None, elapsed: float) -> 
         f"- torch {torch.__version__}, Python {platform.python_version()}, device "
         f"{args.device} ({hw}), dtype {args.dtype}",
         f"- threads: `torch.set_num_threads({args.threads})`",
+        f"- machine load (1-min load average) at start / end: {load[0]:.2f} / {load[1]:.2f} "
+        f"on {os.cpu_count()} CPUs (other processes running during the benchmark slow it down "
+        "and add noise)",
         f"- batch {BATCH}, heads {HEADS}, head_dim {HEAD_DIM} (E = {EMBED}); self-attention, "
         "no mask, non-causal, dropout 0",
         f"- lengths: {', '.join(map(str, args.lengths))}",
@@ -818,6 +821,13 @@ def settings_md(args, mode: Mode, names, probe: dict | None, elapsed: float) -> 
     elif probe is not None:
         lines.append(f"- SDPA backend probe failed: {probe['error']}")
     return "\n".join(lines)
+
+
+def _loadavg() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
 
 
 def _cpu_name() -> str:
@@ -910,6 +920,7 @@ def main(argv=None) -> dict:
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["torch", "toolkit.attention"])
     start = time.perf_counter()
+    load_start = _loadavg()
     print(
         f"attention benchmark: {'quick' if mode.quick else 'full'}, device {args.device}, "
         f"{args.dtype}, {args.threads} threads, B={BATCH} H={HEADS} hd={HEAD_DIM}",
@@ -931,7 +942,7 @@ def main(argv=None) -> dict:
     write_csv(out_dir / "attention.csv", results, names, args.lengths)
     table = table_md(results, names, args.lengths)
     targets = targets_md(results, args.lengths)
-    settings = settings_md(args, mode, names, probe, elapsed)
+    settings = settings_md(args, mode, names, probe, elapsed, (load_start, _loadavg()))
     (out_dir / "attention.md").write_text(f"{settings}\n\n## Results\n\n{table}\n\n{targets}\n")
     plot(out_dir / "attention.png", results, names, args.lengths)
     print()

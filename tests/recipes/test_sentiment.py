@@ -73,6 +73,7 @@ def test_tiny_overfit(attention, compose_cfg, tmp_path):
         "recipe=sentiment",
         f"attention={attention}",
         "data.limit=48",
+        "data.extra_train_domains=[]",
         "data.batch_size=16",
         "trainer.max_epochs=40",
         "trainer.enable_progress_bar=false",
@@ -87,6 +88,7 @@ def test_tiny_overfit(attention, compose_cfg, tmp_path):
     train(cfg, tmp_path / "run")
     module = load_module(tmp_path / "run" / "checkpoints" / "last.ckpt")
     dm = SentimentDataModule(limit=48, batch_size=16, state=module.data_state)
+    assert module.cfg.data.extra_train_domains == []
     dm.prepare_data()
     dm.setup("fit")
     assert len(dm.splits["train"]) >= 36
