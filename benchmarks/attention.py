@@ -36,6 +36,7 @@ import argparse
 import contextlib
 import csv
 import ctypes
+import dataclasses
 import gc
 import math
 import multiprocessing as mp
@@ -70,6 +71,7 @@ CORE_OPTIONS = {
 EXPONENT = {"local": 1.0, "linear": 1.0}
 WARM_LEN = 128  # length of the warm-up call each case process makes before measuring
 FIRST_CAP_FACTOR = 4  # first length of a type/pass: skip if est. > 4x the cap (from WARM_LEN)
+FORCE_CAP_FACTOR = 4  # a case a target needs still runs (one call) up to 4x the cap
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -85,6 +87,11 @@ class Mode:
     reuse_first_above_s: float  # calls slower than this are timed once, by the memory run
     max_call_s: float  # skip a case whose predicted single call is slower than this
     case_timeout_s: float
+
+
+def single_call(mode: Mode) -> Mode:
+    """``mode`` where the memory call is also the one timed call."""
+    return dataclasses.replace(mode, reuse_first_above_s=0.0)
 
 
 FULL = Mode(False, 2.0, 2.0, 3, 40, math.inf, 25.0, 600.0)
@@ -252,7 +259,7 @@ def run_case(
         est_s = run_once(small, device) * (seq_len / WARM_LEN) ** EXPONENT.get(name, 2.0)
         cap = FIRST_CAP_FACTOR * mode.max_call_s  # a rough guard: 128 steps say little
         if est_s > cap:
-            return {"skip": f"est. {est_s:.0f} s per call (from {WARM_LEN}) > {cap:g} s cap"}
+            return {"skip": f"est. {est_s:.3g} s per call (from {WARM_LEN}) > {cap:g} s cap"}
     del small
     case = make_case(name, seq_len, pass_, device, dtype)
     _settle_memory()
@@ -423,24 +430,42 @@ def mem_available_mib() -> float:
     return math.inf
 
 
-def skip_reason(name, seq_len, pass_, results, mode: Mode, mem_cap_mib: float) -> str | None:
-    """Predict a case from the same type/pass at the longest shorter length; skip if absurd."""
-    shorter = [
-        (t, r)
-        for (n, t, p), r in results.items()
-        if n == name and p == pass_ and t < seq_len and r.get("peak_mib") is not None
-    ]
+def skip_reason(name, seq_len, pass_, results, mode: Mode, mem_cap_mib: float):
+    """Predict a case from the same type/pass at the longest shorter length; skip if absurd.
+
+    Returns ``(reason or None, forceable)``: ``forceable`` when only the time cap is over,
+    by less than ``FORCE_CAP_FACTOR`` (a case a target needs is then run, with one call).
+    """
+    earlier = [r for (n, t, p), r in results.items() if n == name and p == pass_]
+    if any(r.get("failed") for r in earlier):
+        return "failed at a shorter length", False
+    if any(r.get("peak_mib") is None for r in earlier):
+        return "skipped at a shorter length", False
+    shorter = [(t, r) for (n, t, p), r in results.items() if n == name and p == pass_]
+    shorter = [(t, r) for t, r in shorter if t < seq_len]
     if not shorter:
-        return None
+        return None, False
     t0, prev = max(shorter, key=lambda item: item[0])
     growth = (seq_len / t0) ** EXPONENT.get(name, 2.0)
-    est_s = (prev.get("ms_median") or prev["first_ms"]) * growth / 1e3
-    if est_s > mode.max_call_s:
-        return f"est. {est_s:.0f} s per call (from {t0}) > {mode.max_call_s:.0f} s cap"
     est_mib = prev["peak_mib"] * growth
     if est_mib > mem_cap_mib:
-        return f"est. peak {est_mib / 1024:.1f} GiB (from {t0}) > {mem_cap_mib / 1024:.1f} GiB cap"
-    return None
+        cap = mem_cap_mib / 1024
+        return f"est. peak {est_mib / 1024:.1f} GiB (from {t0}) > {cap:.1f} GiB cap", False
+    est_s = (prev.get("ms_median") or prev["first_ms"]) * growth / 1e3
+    if est_s > mode.max_call_s:
+        reason = f"est. {est_s:.3g} s per call (from {t0}) > {mode.max_call_s:g} s cap"
+        return reason, est_s <= FORCE_CAP_FACTOR * mode.max_call_s
+    return None, False
+
+
+def needed_by_targets(name: str, seq_len: int, lengths) -> bool:
+    """Cases the targets section reads (see ``targets_md``)."""
+    big = 8192 if 8192 in lengths else max(lengths)
+    if name in ("scaled_dot", "sdpa", "multihead", "torch_mha"):
+        return True
+    if name in ("local", "naive", "linear") and seq_len == big:
+        return True
+    return name in ("additive", "scaled_dot_eager") and seq_len == 2048
 
 
 # A registered block and the reference its time is compared with (targets 1a/1b).
@@ -480,15 +505,15 @@ def sweep(args, names, mode: Mode, ctx) -> dict:
                 ran = []
                 for name in group:
                     key = (name, seq_len, pass_)
-                    reason = skip_reason(name, seq_len, pass_, results, mode, mem_cap)
-                    if reason is None:
-                        earlier = [
-                            r for (n, t, p), r in results.items() if n == name and p == pass_
-                        ]
-                        if any(r.get("failed") for r in earlier):
-                            reason = "failed at a shorter length"
-                        elif any(r.get("peak_mib") is None for r in earlier):
-                            reason = "skipped at a shorter length"
+                    reason, forceable = skip_reason(name, seq_len, pass_, results, mode, mem_cap)
+                    note = None
+                    if (
+                        reason is not None
+                        and forceable
+                        and not mode.quick
+                        and needed_by_targets(name, seq_len, args.lengths)
+                    ):  # a target needs it: one call, timed and measured at once
+                        note, reason = f"1 call only ({reason}): a target needs it", None
                     if reason is not None:
                         results[key] = {"ms_median": None, "peak_mib": None, "reason": reason}
                         print(f"  {name:>16} {seq_len:>5} {pass_:>7}  skipped: {reason}")
@@ -501,9 +526,9 @@ def sweep(args, names, mode: Mode, ctx) -> dict:
                         name=name,
                         seq_len=seq_len,
                         pass_=pass_,
-                        timed=not paired,
+                        timed=not paired or note is not None,
                         predict=not any(n == name and p == pass_ for n, _, p in results),
-                        **common,
+                        **(common if note is None else {**common, "mode": single_call(mode)}),
                     )
                     if "skip" in res:
                         reason = res["skip"]
@@ -512,6 +537,8 @@ def sweep(args, names, mode: Mode, ctx) -> dict:
                         continue
                     if "error" in res:
                         res = _failed(f"failed: {res['error']}")
+                    elif note is not None:
+                        res["reason"] = note
                     else:
                         ran.append(name)
                     res["wall_s"] = time.perf_counter() - start
@@ -796,7 +823,13 @@ def settings_md(args, mode: Mode, names, probe: dict | None, elapsed: float, loa
         "call or more than 60% of the memory available at start; at a type/pass's first "
         f"length, when a {WARM_LEN}-step call predicts more than "
         f"{FIRST_CAP_FACTOR * mode.max_call_s:g} s; and after a skip or failure at a shorter "
-        "length (the reason is in the table)",
+        "length (the reason is in the table)"
+        + (
+            ""
+            if mode.quick
+            else f". A case the targets need that is over the time cap by less than "
+            f"{FORCE_CAP_FACTOR}x still runs, as one call both measured and timed (runs = 1)"
+        ),
     ]
     if probe is not None and "error" not in probe:
         lines.append(

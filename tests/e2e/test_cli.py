@@ -36,7 +36,7 @@ def trained(tmp_path_factory):
             "attention=additive",
             "debug=fast",
             "data.limit=40",
-            "threads=2",
+            "threads=1",
             f"hydra.run.dir={run_dir}",
         ],
         base / "cache",

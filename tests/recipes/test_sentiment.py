@@ -16,7 +16,7 @@ from toolkit.data.cache import DataError
 from toolkit.evaluate import load_module
 from toolkit.train import train
 
-TINY = ["data.limit=40", "data.batch_size=8", "data.eval_batch_size=16", "threads=2"]
+TINY = ["data.limit=40", "data.batch_size=8", "data.eval_batch_size=16", "threads=1"]
 
 
 def check_run_folder(run: Path, recipe: str, attention: str) -> dict:
@@ -83,7 +83,7 @@ def test_tiny_overfit(attention, compose_cfg, tmp_path):
         "optimizer.lr=5e-3",
         "scheduler.warmup_steps=5",
         "attention_examples=1",
-        "threads=2",
+        "threads=1",
     )
     train(cfg, tmp_path / "run")
     module = load_module(tmp_path / "run" / "checkpoints" / "last.ckpt")
@@ -113,7 +113,7 @@ def test_own_data_tsv_with_string_labels(tmp_path, compose_cfg):
         f"data.train_file={train_file}",
         f"data.test_file={test_file}",
         "debug=fast",
-        "threads=2",
+        "threads=1",
     )
     result = train(cfg, tmp_path / "run")
     assert result["data"]["kind"] == "own"

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 def token_heatmap(
     rows: Sequence[tuple[Sequence[str], Sequence[float], str]],
     path: str | Path,
-    per_line: int = 14,
+    per_line: int = 12,
     cmap: str = "Reds",
 ) -> Path:
     """Draw each sentence's tokens shaded by their attention weight.
@@ -40,7 +40,7 @@ def token_heatmap(
             ax.text(
                 col / per_line,
                 -(y + line),
-                tok,
+                tok if len(tok) <= 13 else tok[:12] + "…",
                 fontsize=9,
                 va="top",
                 transform=ax.transData,
