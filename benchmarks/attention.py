@@ -87,6 +87,7 @@ class Mode:
     reuse_first_above_s: float  # calls slower than this are timed once, by the memory run
     max_call_s: float  # skip a case whose predicted single call is slower than this
     case_timeout_s: float
+    pair_scale: int = 1  # compared pairs (full run): budget and max repeats times this
 
 
 def single_call(mode: Mode) -> Mode:
@@ -94,7 +95,7 @@ def single_call(mode: Mode) -> Mode:
     return dataclasses.replace(mode, reuse_first_above_s=0.0)
 
 
-FULL = Mode(False, 2.0, 2.0, 3, 40, math.inf, 25.0, 600.0)
+FULL = Mode(False, 2.0, 2.0, 3, 40, math.inf, 25.0, 600.0, pair_scale=3)
 QUICK = Mode(True, 0.05, 0.15, 1, 5, 0.5, 2.5, 60.0)
 
 
@@ -303,7 +304,11 @@ def time_pair(names, seq_len, pass_, device, dtype_name, threads, mode: Mode) ->
         if first < mode.warmup_below_s:
             first = run_once(cases[name], device)
         estimate += first
-    repeats = _repeats(estimate, mode)
+    k = mode.pair_scale  # a ratio of two medians needs more calls than one median
+    repeats = _repeats(
+        estimate,
+        dataclasses.replace(mode, budget_s=k * mode.budget_s, max_repeats=k * mode.max_repeats),
+    )
     times = {name: [] for name in names}
     for i in range(repeats):
         for name in names if i % 2 == 0 else names[::-1]:
@@ -815,7 +820,8 @@ def settings_md(args, mode: Mode, names, probe: dict | None, elapsed: float, loa
             if mode.quick
             else "; the compared pairs (scaled_dot & sdpa, multihead & torch_mha) are timed "
             "together in one more fresh process, their calls alternating A B B A ..., so "
-            "a change in machine load hits both alike"
+            f"a change in machine load hits both alike ({mode.pair_scale}x the budget and "
+            "the maximum number of calls)"
         ),
         f"- peak memory (MiB): {mem}",
         f"- skips: a case is skipped when the same type/pass at the previous length predicts "
