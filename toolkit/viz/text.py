@@ -12,6 +12,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``fig`` as PNG atomically (temp file, then rename) and close it."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
 def token_heatmap(
     rows: Sequence[tuple[Sequence[str], Sequence[float], str]],
     path: str | Path,
@@ -49,12 +61,7 @@ def token_heatmap(
         y += max(1, -(-len(tokens) // per_line))
     ax.set_xlim(0, 1.05)
     ax.set_ylim(-y - 0.5, 0.5)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def attention_matrix(
@@ -73,9 +80,4 @@ def attention_matrix(
     ax.set_yticks(range(h), list(y_labels)[:h], fontsize=7)
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
