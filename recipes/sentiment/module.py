@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -125,21 +126,27 @@ class SentimentModule(RecipeModule):
 
     # ----- attention maps and diagnostics --------------------------------------------------
     @torch.no_grad()
-    def _pooling_weights(self, datamodule, pairs) -> list[tuple[list[str], np.ndarray, int, Any]]:
+    def _pooling_weights(
+        self, datamodule, pairs, with_maps: bool = False
+    ) -> list[tuple[list[str], np.ndarray, int, dict[str, np.ndarray]]]:
+        """Pooling weights (and, with ``with_maps``, every captured map) per example."""
         self.eval()
         out = []
         for start in range(0, len(pairs), 128):
             chunk = pairs[start : start + 128]
             items = [(datamodule.encode(t), self.label_map.encode(y)) for t, y in chunk]
             batch = datamodule.collate(items)
-            with capture_attention(self.model) as cap:
+            # Capturing forces every block onto its eager path: only when maps are wanted.
+            capture = capture_attention(self.model) if with_maps else contextlib.nullcontext()
+            with capture as cap:
                 logits, w = self(batch["ids"], batch["mask"], need_weights=True)
+            captured = cap.maps.items() if with_maps else ()
             w = w if w.dim() == 2 else w.mean(dim=1).reshape(w.shape[0], -1)
             for i, (text, _) in enumerate(chunk):
                 n = int(batch["mask"][i].sum())
                 maps = {
                     name: ws[0][i].float().numpy()
-                    for name, ws in cap.maps.items()
+                    for name, ws in captured
                     if not name.startswith("pool") and ws[0].dim() >= 3
                 }
                 out.append(
@@ -153,7 +160,7 @@ class SentimentModule(RecipeModule):
         pairs = datamodule.examples("test", n)
         rows = []
         for i, ((text, label), (tokens, w, pred, maps)) in enumerate(
-            zip(pairs, self._pooling_weights(datamodule, pairs), strict=True)
+            zip(pairs, self._pooling_weights(datamodule, pairs, with_maps=True), strict=True)
         ):
             arrays = {f"self_attention/{k}": v[..., : len(w), : len(w)] for k, v in maps.items()}
             np.savez_compressed(
