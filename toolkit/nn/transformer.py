@@ -253,6 +253,22 @@ class TransformerDecoderLayer(nn.Module):
         return x, self_w, cross_w
 
 
+def _stack(
+    layer_cls: type[nn.Module],
+    num_layers: int,
+    embed_dim: int,
+    num_heads: int,
+    layer_options: dict[str, Any],
+) -> tuple[nn.ModuleList, nn.Module]:
+    """``num_layers`` layers and the final norm (LayerNorm when pre-norm, else identity)."""
+    layers = nn.ModuleList(
+        layer_cls(embed_dim, num_heads, **layer_options) for _ in range(num_layers)
+    )
+    eps = layer_options.get("layer_norm_eps", 1e-5)
+    norm_first = layer_options.get("norm_first", True)
+    return layers, nn.LayerNorm(embed_dim, eps=eps) if norm_first else nn.Identity()
+
+
 class TransformerEncoder(nn.Module):
     """A stack of ``TransformerEncoderLayer`` (+ a final LayerNorm when pre-norm).
 
@@ -264,13 +280,9 @@ class TransformerEncoder(nn.Module):
 
     def __init__(self, num_layers: int, embed_dim: int, num_heads: int, **layer_options: Any):
         super().__init__()
-        self.layers = nn.ModuleList(
-            TransformerEncoderLayer(embed_dim, num_heads, **layer_options)
-            for _ in range(num_layers)
+        self.layers, self.norm = _stack(
+            TransformerEncoderLayer, num_layers, embed_dim, num_heads, layer_options
         )
-        norm_first = layer_options.get("norm_first", True)
-        eps = layer_options.get("layer_norm_eps", 1e-5)
-        self.norm = nn.LayerNorm(embed_dim, eps=eps) if norm_first else nn.Identity()
 
     def forward(
         self, x: Tensor, mask: Tensor | None = None, need_weights: bool = False
@@ -309,13 +321,9 @@ class TransformerDecoder(nn.Module):
 
     def __init__(self, num_layers: int, embed_dim: int, num_heads: int, **layer_options: Any):
         super().__init__()
-        self.layers = nn.ModuleList(
-            TransformerDecoderLayer(embed_dim, num_heads, **layer_options)
-            for _ in range(num_layers)
+        self.layers, self.norm = _stack(
+            TransformerDecoderLayer, num_layers, embed_dim, num_heads, layer_options
         )
-        norm_first = layer_options.get("norm_first", True)
-        eps = layer_options.get("layer_norm_eps", 1e-5)
-        self.norm = nn.LayerNorm(embed_dim, eps=eps) if norm_first else nn.Identity()
 
     def init_cache(self) -> dict[str, Any]:
         """An empty cache: ``{"length": 0, "layers": [{} per layer]}``."""
