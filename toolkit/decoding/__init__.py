@@ -1,0 +1,12 @@
+"""Decoding shared by the sequence recipes: greedy and beam search (``search``) and CTC
+(``ctc``: greedy and prefix scoring for joint CTC/attention beam search)."""
+
+from toolkit.decoding.search import (
+    Hypothesis,
+    PrefixScorer,
+    beam_search,
+    gnmt_length_penalty,
+    greedy_search,
+)
+
+__all__ = ["Hypothesis", "PrefixScorer", "beam_search", "gnmt_length_penalty", "greedy_search"]

@@ -1,0 +1,257 @@
+"""Batched greedy and beam search over any autoregressive decoder.
+
+The model side is two functions, so one search serves the translation, captioning and
+speech recipes:
+
+- ``step(prefix, state) -> (log_probs, new_state, attention)``: ``prefix`` is the
+  ``(N, t)`` token prefix of every row (starting with BOS); ``log_probs`` is ``(N, V)``
+  for the next token; ``attention`` is the newest position's weights over the memory
+  ``(N, S)`` or ``None``.
+- ``reorder(state, index) -> state``: the state of rows ``index`` (beam bookkeeping).
+
+Beam search follows the usual recipe: each step ranks ``2 * beam`` candidates per item;
+candidates ending in EOS among the first ``beam`` are finished (scored with the GNMT length
+penalty ``((5 + |Y|) / 6) ** alpha``, |Y| counting EOS), the best non-EOS candidates stay
+alive, and an item is done once it has ``beam`` finished hypotheses or reaches its maximum
+length (where EOS is forced). With ``beam_size=1`` this is exactly greedy search.
+
+An optional :class:`PrefixScorer` (e.g. CTC prefix scores) is mixed in as
+``(1 - w) * attention log-prob + w * scorer score``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+StepFn = Callable[[Tensor, Any], tuple[Tensor, Any, Tensor | None]]
+ReorderFn = Callable[[Any, Tensor], Any]
+
+
+@dataclass
+class Hypothesis:
+    """One decoded sequence: ``tokens`` without BOS/EOS, the search ``score`` (length-
+    normalised for beam search), the summed model log-probability, and optionally the
+    attention of every generated position (EOS included) over the memory."""
+
+    tokens: list[int]
+    score: float
+    logprob: float = 0.0
+    attention: Tensor | None = field(default=None, repr=False)
+
+
+class PrefixScorer(Protocol):
+    """Scores whole prefixes (e.g. CTC prefix probabilities) for joint decoding."""
+
+    def init_state(self, batch_index: Tensor) -> Any:
+        """State for rows that belong to batch items ``batch_index`` (N,)."""
+
+    def score(self, prefix: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """(N, V) full log-scores of ``prefix + v`` for every token v, and candidate state."""
+
+    def select(self, candidates: Any, rows: Tensor, tokens: Tensor) -> Any:
+        """State after extending rows ``rows`` with ``tokens``."""
+
+
+def gnmt_length_penalty(length: Tensor | int, alpha: float) -> Tensor | float:
+    """GNMT length penalty ``((5 + length) / 6) ** alpha`` (1 when alpha is 0)."""
+    if alpha == 0:
+        return torch.ones_like(length, dtype=torch.float) if torch.is_tensor(length) else 1.0
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def _max_lengths(max_len: int | Tensor, batch_size: int) -> Tensor:
+    if torch.is_tensor(max_len):
+        lengths = max_len.detach().to("cpu", torch.long).reshape(-1)
+        if lengths.numel() != batch_size:
+            raise ValueError(f"max_len has {lengths.numel()} entries for {batch_size} items")
+        return lengths.clamp(min=0)
+    return torch.full((batch_size,), max(int(max_len), 0), dtype=torch.long)
+
+
+def _force_eos(log_probs: Tensor, rows: Tensor, eos: int) -> Tensor:
+    """Only EOS is allowed on ``rows`` (bool, N): its own log-prob is kept."""
+    if rows.any():
+        forced = torch.full_like(log_probs[rows], float("-inf"))
+        forced[:, eos] = log_probs[rows, eos]
+        log_probs = log_probs.clone()
+        log_probs[rows] = forced
+    return log_probs
+
+
+@torch.no_grad()
+def greedy_search(
+    step: StepFn,
+    state: Any,
+    batch_size: int,
+    bos: int,
+    eos: int,
+    max_len: int | Tensor,
+    reorder: ReorderFn | None = None,
+    return_attention: bool = False,
+    device: torch.device | str | None = None,
+) -> list[Hypothesis]:
+    """Arg-max decoding of ``batch_size`` items at once; ``max_len`` excludes EOS.
+
+    ``reorder`` is accepted for symmetry with :func:`beam_search` and unused: finished
+    rows keep being fed EOS (cheap at these batch sizes, and keeps the state aligned).
+    """
+    del reorder
+    limits = _max_lengths(max_len, batch_size)
+    prefix = torch.full((batch_size, 1), bos, dtype=torch.long, device=device)
+    finished = torch.zeros(batch_size, dtype=torch.bool)
+    lengths = torch.zeros(batch_size, dtype=torch.long)
+    logprob = torch.zeros(batch_size, dtype=torch.float64)
+    attentions: list[Tensor] = []
+    for t in range(int(limits.max()) + 1):
+        log_probs, state, attn = step(prefix, state)
+        log_probs = _force_eos(log_probs.float(), (limits <= t).to(log_probs.device), eos)
+        token = log_probs.argmax(-1)
+        alive = ~finished
+        token_cpu = token.cpu()
+        token_cpu[finished] = eos
+        picked = log_probs.gather(1, token.unsqueeze(1)).squeeze(1).double().cpu()
+        logprob += torch.where(alive, picked, torch.zeros_like(picked))
+        lengths += alive.long()
+        if return_attention and attn is not None:
+            attentions.append(attn.detach().float().cpu())
+        finished |= token_cpu == eos
+        prefix = torch.cat([prefix, token_cpu.to(prefix.device).unsqueeze(1)], dim=1)
+        if bool(finished.all()):
+            break
+    out = []
+    for i in range(batch_size):
+        n = int(lengths[i])  # generated positions, EOS included
+        tokens = [int(x) for x in prefix[i, 1:n].tolist()]  # drop BOS and the final EOS
+        attn = torch.stack([a[i] for a in attentions[:n]]) if attentions else None
+        score = float(logprob[i])
+        out.append(Hypothesis(tokens=tokens, score=score, logprob=score, attention=attn))
+    return out
+
+
+@torch.no_grad()
+def beam_search(
+    step: StepFn,
+    reorder: ReorderFn,
+    state: Any,
+    batch_size: int,
+    bos: int,
+    eos: int,
+    beam_size: int = 5,
+    max_len: int | Tensor = 100,
+    length_penalty: float = 0.0,
+    return_attention: bool = False,
+    nbest: int = 1,
+    scorer: PrefixScorer | None = None,
+    scorer_weight: float = 0.0,
+    device: torch.device | str | None = None,
+) -> list[list[Hypothesis]]:
+    """Batched beam search; returns the ``nbest`` best finished hypotheses per item."""
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    alpha = float(length_penalty)
+    weight = float(scorer_weight) if scorer is not None else 0.0
+    k = beam_size
+    early_stop = alpha == 0 and scorer is None and nbest <= 1
+    limits = _max_lengths(max_len, batch_size)
+    rows_of = torch.arange(batch_size).repeat_interleave(k)  # row -> item
+    state = reorder(state, rows_of.to(device) if device is not None else rows_of)
+    scorer_state = scorer.init_state(rows_of) if scorer is not None else None
+    n = batch_size * k
+    prefix = torch.full((n, 1), bos, dtype=torch.long, device=device)
+    # Joint score and plain attention log-prob per row; only the first row of each item
+    # starts alive so the k identical rows do not produce k copies of every candidate.
+    score = torch.full((batch_size, k), float("-inf"), dtype=torch.float64)
+    score[:, 0] = 0.0
+    score = score.reshape(n)
+    att_logp = torch.zeros(n, dtype=torch.float64)
+    history: Tensor | None = None  # (n, t, S) attention of each row's prefix
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch_size)]
+    done = torch.zeros(batch_size, dtype=torch.bool)
+    for t in range(int(limits.max()) + 1):
+        log_probs, state, attn = step(prefix, state)
+        vocab = log_probs.shape[-1]
+        log_probs = log_probs.float()
+        forced = (limits[rows_of] <= t).to(log_probs.device)
+        log_probs = _force_eos(log_probs, forced, eos).double().cpu()
+        if scorer is not None:
+            extra, candidates = scorer.score(prefix, scorer_state)
+            extra = _force_eos(extra.float(), forced.to(extra.device), eos).double().cpu()
+            cand_att = att_logp.unsqueeze(1) + log_probs
+            cand = (1 - weight) * cand_att + weight * extra
+            cand[score.isinf()] = float("-inf")  # dead rows stay dead
+        else:
+            cand_att = att_logp.unsqueeze(1) + log_probs
+            cand = score.unsqueeze(1) + log_probs
+        if return_attention and attn is not None:
+            step_attn = attn.detach().float().cpu().unsqueeze(1)
+            history = step_attn if history is None else torch.cat([history, step_attn], dim=1)
+        flat = cand.reshape(batch_size, k * vocab)
+        top_scores, top_index = flat.topk(min(2 * k, k * vocab), dim=1)
+        keep_rows, keep_tokens, keep_scores, keep_att = [], [], [], []
+        for b in range(batch_size):
+            if done[b]:
+                # Keep the row count constant: a dead row that never finishes again.
+                keep_rows += [b * k] * k
+                keep_tokens += [eos] * k
+                keep_scores += [float("-inf")] * k
+                keep_att += [0.0] * k
+                continue
+            alive: list[tuple[int, int, float, float]] = []
+            for rank, (s, idx) in enumerate(
+                zip(top_scores[b].tolist(), top_index[b].tolist(), strict=True)
+            ):
+                if s == float("-inf"):
+                    break
+                row, token = b * k + idx // vocab, idx % vocab
+                if token == eos:
+                    if rank < k and len(finished[b]) < k:
+                        length = t + 1
+                        hyp_attn = history[row].clone() if history is not None else None
+                        finished[b].append(
+                            Hypothesis(
+                                tokens=[int(x) for x in prefix[row, 1:].tolist()],
+                                score=s / float(gnmt_length_penalty(length, alpha)),
+                                logprob=float(cand_att[row, token]),
+                                attention=hyp_attn,
+                            )
+                        )
+                elif len(alive) < k:
+                    alive.append((row, token, s, float(cand_att[row, token])))
+                if len(alive) == k:
+                    break
+            if len(finished[b]) >= k or t >= int(limits[b]) or not alive:
+                done[b] = True
+            elif early_stop and finished[b]:
+                # Without length penalty or scorer, scores only fall as a prefix grows:
+                # once the best finished beats every live row nothing can overtake it.
+                done[b] = max(h.score for h in finished[b]) >= alive[0][2]
+            while len(alive) < k:  # pad with dead rows
+                alive.append((alive[0][0] if alive else b * k, eos, float("-inf"), 0.0))
+            for row, token, s, a in alive:
+                keep_rows.append(row)
+                keep_tokens.append(token)
+                keep_scores.append(s if not done[b] else float("-inf"))
+                keep_att.append(a)
+        if bool(done.all()):
+            break
+        index = torch.tensor(keep_rows, dtype=torch.long)
+        tokens = torch.tensor(keep_tokens, dtype=torch.long)
+        score = torch.tensor(keep_scores, dtype=torch.float64)
+        att_logp = torch.tensor(keep_att, dtype=torch.float64)
+        dev_index = index.to(prefix.device)
+        state = reorder(state, dev_index)
+        if scorer is not None:
+            scorer_state = scorer.select(candidates, index, tokens)
+        if history is not None:
+            history = history[index]
+        prefix = torch.cat([prefix[dev_index], tokens.to(prefix.device).unsqueeze(1)], dim=1)
+    results = []
+    for b in range(batch_size):
+        hyps = sorted(finished[b], key=lambda h: h.score, reverse=True)
+        results.append(hyps[: max(1, nbest)])
+    return results
