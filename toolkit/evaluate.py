@@ -40,8 +40,9 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     saved = OmegaConf.create(module.hparams["cfg"])
     overrides = {k: v for k, v in OmegaConf.to_container(cfg.data).items() if v is not None}
     data_cfg = OmegaConf.merge(saved.data, overrides)
-    if cfg.get("decode"):
-        module.cfg = OmegaConf.merge(module.cfg, {"decode": cfg.decode})
+    decode = {k: v for k, v in (cfg.get("decode") or {}).items() if v is not None}
+    if decode:
+        module.cfg = OmegaConf.merge(module.cfg, {"decode": decode})
     datamodule = instantiate(data_cfg, state=module.data_state, _recursive_=False)
     trainer = pl.Trainer(logger=False, enable_checkpointing=False, **cfg.trainer)
     trainer.test(module, datamodule=datamodule, verbose=False)

@@ -59,7 +59,7 @@ CORE_OPTIONS: dict[str, dict] = {
 # multihead-local uses block_size | window: local's shifted-slices path (the plain block,
 # with 2 % 3 != 0, runs the unfold path)
 MH_CORE_OPTIONS: dict[str, dict] = {"local": {"window": 2, "block_size": 2}}
-MH_CORES = ("scaled_dot", "dot", "general", "additive", "local", "linear")
+MH_CORES = ("scaled_dot", "dot", "general", "additive", "local", "linear", "uniform")
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,8 @@ def make(
             dropout=dropout,
             **opts,
         )
-    elif case.name in ("additive", "general", "dot", "scaled_dot", "local", "linear"):
+    elif case.name in ("additive", "general", "dot", "scaled_dot", "local", "linear",
+                       "uniform"):
         dq, dk, _ = case_dims(case)
         if dims is not None:
             dq, dk = dims

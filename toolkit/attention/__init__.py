@@ -2,7 +2,7 @@
 
 >>> from toolkit import attention
 >>> attention.available()
-['additive', 'dot', 'general', 'linear', 'local', 'multihead', 'scaled_dot']
+['additive', 'dot', 'general', 'linear', 'local', 'multihead', 'scaled_dot', 'uniform']
 >>> block = attention.build("additive", query_dim=32, key_dim=48)
 """
 
@@ -22,6 +22,7 @@ from .linear import LinearAttention
 from .local import LocalAttention, band_mask
 from .multihead import MultiHeadAttention
 from .registry import available, build, get, register
+from .uniform import UniformAttention
 
 
 def set_fast_path(model, enabled: bool) -> None:
@@ -41,6 +42,7 @@ __all__ = [
     "LocalAttention",
     "MultiHeadAttention",
     "ScaledDotAttention",
+    "UniformAttention",
     "available",
     "band_mask",
     "build",

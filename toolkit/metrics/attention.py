@@ -52,3 +52,28 @@ def marked_mass(
 
 def uniform_entropy(n: int) -> float:
     return math.log(n) if n > 0 else 0.0
+
+
+def monotonicity(weights: Tensor) -> float:
+    """Share of consecutive output steps whose attention peak does not move backwards.
+
+    ``weights (T_out, T_in)`` of one sequence (a cross-attention alignment). A diagonal or
+    otherwise monotone alignment gives 1; peaks in random order give about 0.5. Sequences
+    with one output step give 1 (nothing can move backwards).
+    """
+    peaks = weights.float().argmax(-1)
+    if peaks.numel() < 2:
+        return 1.0
+    return float((peaks[1:] >= peaks[:-1]).float().mean())
+
+
+def diagonality(weights: Tensor) -> float:
+    """Attention mass within one relative position of the main diagonal, rescaled to the
+    rectangle (output step ``t`` of ``T`` maps to input ``t · S / T``); 1 = on the diagonal."""
+    w = weights.float()
+    t_out, t_in = w.shape[-2], w.shape[-1]
+    rows = torch.arange(t_out, dtype=torch.float).unsqueeze(1) * (t_in / max(t_out, 1))
+    cols = torch.arange(t_in, dtype=torch.float).unsqueeze(0)
+    near = (cols - rows).abs() <= max(1.0, t_in / max(t_out, 1))
+    total = w.sum()
+    return float((w * near).sum() / total) if total > 0 else float("nan")
