@@ -37,20 +37,15 @@ LOCALE_ROOT = Path("/usr/share/locale")
 SPLITS = ("train", "valid", "test")
 LANGS = ("de", "fr", "ja")
 
-# Debian packages whose catalogs make the corpus (bookworm). `make setup` installs them;
-# catalogs of other packages are ignored so the corpus does not depend on what else a
-# machine happens to have. Missing ones are listed in the manifest.
-PINNED_PACKAGES = (
-    "adduser", "alsa-utils", "appstream", "apt", "at-spi2-common", "bash", "binutils-common",
-    "coreutils", "diffutils", "dpkg", "findutils", "gettext", "gettext-base", "git",
-    "gnupg-l10n", "grep", "gsettings-desktop-schemas", "iso-codes", "krb5-locales",
-    "libapt-pkg6.0", "libavahi-common-data", "libc-l10n", "libdpkg-perl", "libelf1",
-    "libgdk-pixbuf2.0-common", "libglib2.0-data", "libgnutls30", "libgstreamer1.0-0",
-    "libgtk2.0-common", "libidn2-0", "libpam-runtime", "libpq5", "login", "make", "man-db",
-    "net-tools", "packagekit", "polkitd", "postgresql-15", "postgresql-client-15", "procps",
-    "psmisc", "python-apt-common", "sed", "shared-mime-info", "software-properties-common",
-    "systemd", "tar", "wget", "xdg-user-dirs", "xkb-data", "xz-utils",
-)  # fmt: skip
+# Debian packages whose catalogs make the corpus (catalog_packages.txt, also read by
+# `make setup`, which installs them). Catalogs of other packages are ignored so the corpus
+# does not depend on what else a machine happens to have; missing ones go in the manifest.
+PACKAGES_FILE = Path(__file__).with_name("catalog_packages.txt")
+PINNED_PACKAGES = tuple(
+    line.strip()
+    for line in PACKAGES_FILE.read_text(encoding="utf-8").splitlines()
+    if line.strip() and not line.startswith("#")
+)
 
 FORMAT_SPEC = re.compile(
     r"%(\d+\$)?[-+ #0']*(\d+|\*)?(\.(\d+|\*))?(hh|h|ll|l|L|q|j|z|t|I64)?[diouxXeEfFgGcsSpn]"

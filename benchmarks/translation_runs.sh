@@ -1,0 +1,32 @@
+#!/bin/bash
+# The translation runs behind recipes/translation/README.md, two at a time on 1 thread each
+# (2 cores). Usage: benchmarks/translation_runs.sh rnn|types   (run folders: runs/translation/)
+set -u
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+COMMON="recipe=translation threads=1 trainer.enable_progress_bar=false"
+run() {  # run <folder> <overrides...>
+  local dir=runs/translation/$1; shift
+  [ -f "$dir/metrics.json" ] && { echo "done already: $dir"; return; }
+  $PY -m toolkit.train $COMMON "$@" hydra.run.dir="$dir" > "${dir}.log" 2>&1
+  echo "$(date +%T) finished $dir (exit $?)"
+}
+pair() { run "$@" & }
+case "${1:-}" in
+  rnn)  # Bahdanau GRU vs the same model with a fixed mean over the source, equal budgets
+    R="model=rnn trainer.precision=bf16-mixed trainer.max_epochs=14 trainer.max_time=00:00:30:00"
+    pair rnn-additive $R attention=additive
+    run rnn-uniform $R attention=uniform
+    wait ;;
+  types)  # every registered type as the Transformer's attention, short equal budgets
+    T="model=transformer trainer.precision=bf16-mixed trainer.max_epochs=2 trainer.max_time=00:00:08:00"
+    set -- multihead scaled_dot dot general additive local linear uniform
+    while [ $# -gt 0 ]; do
+      pair "types-$1" $T attention=$1
+      if [ $# -gt 1 ]; then run "types-$2" $T attention=$2; shift; fi
+      wait; shift
+    done
+    # bf16 accuracy check: the multihead run again in fp32, same epochs
+    run types-multihead-fp32 ${T/bf16-mixed/32-true} attention=multihead ;;
+  *) echo "usage: $0 rnn|types"; exit 2 ;;
+esac
