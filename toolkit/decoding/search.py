@@ -182,7 +182,10 @@ def beam_search(
             extra, candidates = scorer.score(prefix, scorer_state)
             extra = _force_eos(extra.float(), forced.to(extra.device), eos).double().cpu()
             cand_att = att_logp.unsqueeze(1) + log_probs
-            cand = (1 - weight) * cand_att + weight * extra
+            # Terms with weight 0 are left out, not multiplied: 0 * -inf would be NaN.
+            cand = (1 - weight) * cand_att if weight < 1 else torch.zeros_like(cand_att)
+            if weight > 0:
+                cand = cand + weight * extra
             cand[score.isinf()] = float("-inf")  # dead rows stay dead
         else:
             cand_att = att_logp.unsqueeze(1) + log_probs

@@ -1,0 +1,331 @@
+"""Speech data for the ASR recipe: the embedded command corpus or the user's own manifests,
+on-the-fly noise in training, and the fixed grid of noisy test conditions."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import soundfile as sf
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from toolkit.data.audio import SAMPLE_RATE, Utterance, read_audio, read_speech_manifest
+from toolkit.data.batching import LengthBucketBatches
+from toolkit.data.cache import DataError, sha256_file
+from toolkit.data.noise import NoiseMixer, condition_grid, condition_name, stable_seed
+from toolkit.data.speech import build_speech_corpus, corpus_manifest, load_speech_splits
+from toolkit.metrics.asr import TextNormalization
+
+log = logging.getLogger(__name__)
+BLANK, EOS = "<blank>", "<eos>"
+
+
+class CharTokenizer:
+    """Characters of the normalised text; id 0 = CTC blank (and padding), 1 = BOS/EOS."""
+
+    def __init__(self, chars: list[str]) -> None:
+        self.tokens = [BLANK, EOS, *chars]
+        self.stoi = {c: i for i, c in enumerate(self.tokens)}
+        self.blank, self.eos = 0, 1
+
+    @classmethod
+    def build(cls, texts: list[str]) -> CharTokenizer:
+        return cls(sorted({c for t in texts for c in t}))
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of ``text``; characters outside the vocabulary are dropped."""
+        return [self.stoi[c] for c in text if c in self.stoi and self.stoi[c] > 1]
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.tokens[i] for i in ids if i > 1)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+class SpeechDataset(Dataset):
+    """Utterances x conditions. Training: noise drawn per access; evaluation: condition
+    ``(kind, level)`` applied with a seed fixed by (seed, condition, utterance id)."""
+
+    def __init__(
+        self,
+        utts: list[Utterance],
+        tokenizer: CharTokenizer,
+        normalize: TextNormalization,
+        mixer: NoiseMixer | None = None,
+        conditions: list[tuple[str, float | None]] | None = None,
+        train: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.utts, self.tokenizer, self.normalize = utts, tokenizer, normalize
+        self.mixer, self.train, self.seed = mixer, train, seed
+        self.conditions = conditions or [("clean", None)]
+        self._rng: np.random.Generator | None = None
+        self._rng_owner: tuple[int, int] | None = None
+
+    def rng(self) -> np.random.Generator:
+        """Training noise RNG, reseeded per DataLoader worker and epoch (torch's worker
+        seed), so workers never draw the same noise."""
+        info = torch.utils.data.get_worker_info()
+        owner = (info.id if info else -1, torch.initial_seed())
+        if self._rng is None or owner != self._rng_owner:
+            self._rng = np.random.default_rng([self.seed, owner[0] + 1, owner[1] % (1 << 32)])
+            self._rng_owner = owner
+        return self._rng
+
+    def __len__(self) -> int:
+        return len(self.utts) * len(self.conditions)
+
+    def lengths(self) -> list[float]:
+        return [u.duration or 1.0 for u in self.utts] * len(self.conditions)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        cond_index, utt_index = divmod(index, len(self.utts))
+        utt = self.utts[utt_index]
+        audio = read_audio(utt.audio, SAMPLE_RATE, source=utt.source)
+        kind, level = self.conditions[cond_index]
+        if self.train and self.mixer is not None:
+            audio = self.mixer.augment(audio, self.rng())
+        elif kind != "clean" and self.mixer is not None:
+            audio = self.mixer.condition(
+                audio, kind, level, stable_seed(self.seed, kind, level, utt.audio)
+            )
+        text = self.normalize(utt.text)
+        return {
+            "audio": torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
+            "ids": self.tokenizer.encode(text),
+            "text": text,
+            "condition": cond_index,
+            "index": utt_index,
+        }
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pad waveforms ``(B, N)`` and targets ``(B, L)`` (0 = blank/pad)."""
+    lengths = torch.tensor([len(it["audio"]) for it in items])
+    wave = torch.zeros(len(items), int(lengths.max()))
+    for i, it in enumerate(items):
+        wave[i, : len(it["audio"])] = it["audio"]
+    target_len = torch.tensor([len(it["ids"]) for it in items])
+    targets = torch.zeros(len(items), max(1, int(target_len.max())), dtype=torch.long)
+    for i, it in enumerate(items):
+        targets[i, : len(it["ids"])] = torch.tensor(it["ids"], dtype=torch.long)
+    return {
+        "wave": wave,
+        "lengths": lengths,
+        "targets": targets,
+        "target_lengths": target_len,
+        "texts": [it["text"] for it in items],
+        "condition": torch.tensor([it["condition"] for it in items]),
+        "index": torch.tensor([it["index"] for it in items]),
+    }
+
+
+class ASRDataModule(pl.LightningDataModule):
+    """Embedded espeak-ng command corpus, or own data (``train_file``/``valid_file``/
+    ``test_file``: JSONL manifest, Kaldi folder or LibriSpeech tree).
+
+    ``noise`` configures training augmentation (``prob``, ``snr_range``, ``types``,
+    ``reverb_prob``, ``recorded``); ``test_noise`` the fixed test grid (``types``, ``snrs``,
+    ``rt60s``, ``seed``). ``on_error: raise|skip`` decides what a bad utterance does.
+    """
+
+    def __init__(
+        self,
+        limit: int | None = None,
+        corpus_seed: int = 0,
+        train_file: str | None = None,
+        valid_file: str | None = None,
+        test_file: str | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int = 64,
+        num_workers: int = 0,
+        noise: dict[str, Any] | None = None,
+        test_noise: dict[str, Any] | None = None,
+        normalize: dict[str, Any] | None = None,
+        on_error: str = "raise",
+        max_seconds: float = 20.0,
+        babble_pool: int = 200,
+        root: str | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be raise or skip, got {on_error!r}")
+        self.limit, self.corpus_seed, self.root = limit, corpus_seed, root
+        self.files = {"train": train_file, "valid": valid_file, "test": test_file}
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_workers, self.on_error, self.max_seconds = num_workers, on_error, max_seconds
+        self.noise_cfg = dict(noise or {})
+        self.test_noise_cfg = dict(test_noise or {})
+        saved = dict(state or {})
+        self.normalize = TextNormalization(**(saved.get("normalize") or normalize or {}))
+        self.saved_state = saved
+        self.babble_pool_size = babble_pool
+        self.folder: Path | None = None
+        self.splits: dict[str, list[Utterance]] = {}
+        self.skipped: dict[str, int] = {}
+        self.tokenizer: CharTokenizer | None = None
+        self.conditions: list[tuple[str, float | None]] = []
+
+    # ----- data ------------------------------------------------------------------------
+    def embedded(self) -> bool:
+        return not any(self.files.values())
+
+    def prepare_data(self) -> None:
+        if self.embedded():
+            self.folder = build_speech_corpus(self.root, self.limit, self.corpus_seed)
+
+    def _validate(self, split: str, utts: list[Utterance]) -> list[Utterance]:
+        """Check every audio file's header (exists, readable, non-empty) up front, so a bad
+        file fails here with its manifest line rather than later inside a worker."""
+        kept = []
+        for u in utts:
+            try:
+                if not Path(u.audio).is_file():
+                    raise DataError(*_loc(u), "audio", f"audio file not found: {u.audio}")
+                try:
+                    info = sf.info(u.audio)
+                except (sf.LibsndfileError, RuntimeError) as err:
+                    raise DataError(
+                        *_loc(u), "audio", f"unreadable audio {u.audio}: {err}"
+                    ) from None
+                if info.frames == 0:
+                    raise DataError(*_loc(u), "audio", f"zero-length audio: {u.audio}")
+                if not self.normalize(u.text):
+                    raise DataError(*_loc(u), "text", "empty transcript after normalisation")
+                duration = info.frames / info.samplerate
+            except DataError as err:
+                if self.on_error == "raise":
+                    raise
+                self.skipped[split] = self.skipped.get(split, 0) + 1
+                log.warning("skipped (on_error=skip): %s", err)
+                continue
+            if duration <= self.max_seconds:
+                kept.append(Utterance(u.audio, u.text, u.speaker, duration, u.source))
+        if self.skipped.get(split):
+            log.warning("%s: skipped %d bad utterances", split, self.skipped[split])
+        return kept
+
+    def _load_splits(self) -> None:
+        if self.embedded():
+            self.prepare_data()
+            splits = load_speech_splits(self.folder)
+        else:
+            splits = {s: read_speech_manifest(p) for s, p in self.files.items() if p}
+            if "train" in splits and "valid" not in splits:
+                rng = np.random.default_rng(self.corpus_seed)
+                order = rng.permutation(len(splits["train"]))
+                n_valid = max(1, len(order) // 20)
+                splits["valid"] = [splits["train"][i] for i in order[:n_valid]]
+                splits["train"] = [splits["train"][i] for i in order[n_valid:]]
+            if "test" not in splits:
+                splits["test"] = splits.get("valid", [])
+        self.splits = {s: self._validate(s, u) for s, u in splits.items()}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tokenizer is not None:
+            return
+        self._load_splits()
+        if self.saved_state.get("tokens"):
+            self.tokenizer = CharTokenizer(self.saved_state["tokens"][2:])
+        else:
+            texts = [self.normalize(u.text) for u in self.splits["train"]]
+            self.tokenizer = CharTokenizer.build(texts)
+        pool = []
+        # Babble is made of training speech (never the test voices); a checkpoint
+        # evaluated on own test data only has that to draw from.
+        source = self.splits.get("train") or self.splits.get("test", [])
+        for u in source[: self.babble_pool_size]:
+            pool.append(read_audio(u.audio, SAMPLE_RATE, source=u.source))
+        cfg = self.noise_cfg
+        self.train_mixer = NoiseMixer(
+            types=tuple(cfg.get("types", ())) if cfg.get("prob", 0) > 0 else (),
+            snr_range=tuple(cfg.get("snr_range", (0.0, 20.0))),
+            prob=float(cfg.get("prob", 0.0)),
+            reverb_prob=float(cfg.get("reverb_prob", 0.0)),
+            babble_pool=pool,
+            recorded=cfg.get("recorded"),
+        )
+        tcfg = self.test_noise_cfg
+        self.test_mixer = NoiseMixer(babble_pool=pool, recorded=tcfg.get("recorded"))
+        self.conditions = condition_grid(
+            tcfg.get("types", ()), tcfg.get("snrs", ()), tcfg.get("rt60s", ())
+        )
+        self.test_seed = int(tcfg.get("seed", 1234))
+
+    def condition_names(self) -> list[str]:
+        return [condition_name(k, lv) for k, lv in self.conditions]
+
+    def dataset(self, split: str, conditions: bool = False) -> SpeechDataset:
+        train = split == "train"
+        return SpeechDataset(
+            self.splits[split],
+            self.tokenizer,
+            self.normalize,
+            self.train_mixer if train else self.test_mixer,
+            self.conditions if conditions else None,
+            train=train,
+            seed=self.test_seed if not train else self.corpus_seed,
+        )
+
+    def _loader(self, ds: SpeechDataset, batch_size: int, shuffle: bool) -> DataLoader:
+        lengths = [int(10 * x) for x in ds.lengths()]
+        if shuffle:
+            sampler = LengthBucketBatches(lengths, batch_size, self.corpus_seed, pool=20)
+        else:  # sorted by length: less padding, deterministic
+            order = sorted(range(len(ds)), key=lambda i: (i // len(ds.utts), lengths[i]))
+            sampler = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        return DataLoader(
+            ds, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )  # fmt: skip
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("train"), self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("valid"), self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("test", conditions=True), self.eval_batch_size, False)
+
+    # ----- contract ----------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "tokens": list(self.tokenizer.tokens),
+            "normalize": self.normalize.to_dict(),
+            "sample_rate": SAMPLE_RATE,
+        }
+
+    def manifest(self) -> dict[str, Any]:
+        counts = {s: len(u) for s, u in self.splits.items()}
+        hours = {
+            s: round(sum(x.duration or 0 for x in u) / 3600, 3) for s, u in self.splits.items()
+        }
+        extra = {
+            "counts_used": counts,
+            "hours_used": hours,
+            "skipped": dict(self.skipped),
+            "test_conditions": self.condition_names(),
+            "normalize": self.normalize.to_dict(),
+        }
+        if self.folder is not None:
+            return {
+                "kind": "embedded",
+                "folder": str(self.folder),
+                **corpus_manifest(self.folder),
+                **extra,
+            }
+        files = {s: {"path": str(p), **({"sha256": sha256_file(p)} if Path(p).is_file() else {})}
+                 for s, p in self.files.items() if p}  # fmt: skip
+        return {"kind": "own", "files": files, **extra}
+
+
+def _loc(u: Utterance) -> tuple[str, int | None]:
+    file, _, line = u.source.rpartition(":")
+    return (file, int(line)) if line.isdigit() else (u.source or u.audio, None)

@@ -1,0 +1,147 @@
+"""The ASR recipe end to end on a tiny espeak-ng corpus: a fast run leaves the run folder
+(WER per noise condition, tables, pictures), evaluate re-decodes with overrides, every
+attention type trains in the encoder, and 20 utterances are overfit to WER 0."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+
+from recipes.asr.data import collate
+from recipes.asr.model import CTCAttentionASR, ctc_attention_loss
+from toolkit.attention import available
+from toolkit.evaluate import evaluate, load_module
+from toolkit.metrics.asr import error_rates
+from toolkit.train import CONF_DIR, train
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+
+SMALL = [
+    "threads=1",
+    "model.embed_dim=64",
+    "model.ffn_dim=128",
+    "model.encoder_layers=2",
+    "model.decoder_layers=1",
+    "trainer.max_time=null",
+    "trainer.enable_progress_bar=false",
+]
+TINY = [
+    "recipe=asr",
+    "data.limit=16",
+    "data.batch_size=8",
+    "data.eval_batch_size=32",
+    "data.test_noise.types=[white,babble]",
+    "data.test_noise.snrs=[10,0]",
+    "decode.beam_size=2",
+    *SMALL,
+]
+
+
+def test_fast_run_writes_asr_run_folder(compose_cfg, tmp_path):
+    cfg = compose_cfg(*TINY, "debug=fast")
+    result = train(cfg, tmp_path / "run")
+    run = tmp_path / "run"
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["recipe"] == "asr" and saved["attention"] == "multihead"
+    metrics = saved["metrics"]
+    for key in ("wer", "cer", "wer_white_10", "wer_babble_0", "wer_reverb_0.5", "wer_avg_0",
+                "ctc_greedy_wer", "ctc_greedy_wer_babble_10"):  # fmt: skip
+        assert 0.0 <= metrics[key] <= 5.0, key
+    assert result["per_condition"]["babble_0"]["decode"]["utterances"] == 6
+    assert saved["speed"]["rtf_batch1"] > 0 and saved["speed"]["train_audio_seconds_per_s"] > 0
+    assert saved["decode"]["mode"] == "joint"
+    assert saved["text_normalization"]["lowercase"] is True
+    for name in ("wer_table.csv", "wer_table.md", "wer_vs_snr.png", "text_normalization.json"):
+        assert (run / name).is_file(), name
+    header = (run / "wer_table.csv").read_text().splitlines()[0]
+    assert header == "noise,clean,10,0"
+    assert (run / "attention" / "encoder_self_attention.png").is_file()
+    arrays = dict(np.load(run / "attention" / "utt_000.npz"))
+    assert arrays["feats"].shape[1] == 80
+    enc = [k for k in arrays if k.startswith("encoder/")]
+    assert len(enc) == 2  # one map per encoder layer, (S, S)
+    assert arrays[enc[0]].shape[0] == arrays[enc[0]].shape[1]
+
+    # Re-decode the checkpoint with CTC greedy through toolkit.evaluate's overrides.
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        ecfg = compose(
+            config_name="evaluate",
+            overrides=[
+                f"ckpt={run / 'checkpoints' / 'last.ckpt'}",
+                "decode.mode=ctc_greedy",
+                "attention_examples=1",
+            ],  # fmt: skip
+        )
+    again = evaluate(ecfg, tmp_path / "eval")
+    assert again["decode"]["mode"] == "ctc_greedy"
+    assert again["metrics"]["wer"] == pytest.approx(metrics["ctc_greedy_wer"])
+
+
+@pytest.mark.parametrize("attention", available())
+def test_every_attention_type_in_the_encoder(attention):
+    options = {"window": 4} if attention == "local" else {}
+    model = CTCAttentionASR(
+        vocab_size=12, attention=attention, attention_options=options, embed_dim=32,
+        num_heads=2, encoder_layers=1, decoder_layers=1, ffn_dim=64,
+        spec_augment={"freq_masks": 1, "time_masks": 1},
+    )  # fmt: skip
+    wave = torch.randn(2, 8000) * 0.1
+    lengths = torch.tensor([8000, 5000])
+    memory, mask, maps, feats = model.encode(wave, lengths, need_weights=True)
+    assert memory.shape[:2] == mask.shape and mask.sum(1).tolist() == [11, 6]
+    assert maps[0].shape[-2:] == (12, 12) and feats.shape[-1] == 80
+    targets = torch.tensor([[2, 3, 4], [5, 6, 0]])
+    loss, parts = ctc_attention_loss(model, memory, mask, targets, torch.tensor([3, 2]), 0.3)
+    loss.backward()
+    assert torch.isfinite(loss) and set(parts) == {"ctc", "att"}
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_padding_does_not_change_an_utterance():
+    """An utterance decodes the same alone and padded in a batch with a longer one."""
+    model = CTCAttentionASR(vocab_size=12, embed_dim=32, num_heads=2, encoder_layers=2,
+                            decoder_layers=1, ffn_dim=64).eval()  # fmt: skip
+    short, long = torch.randn(6000) * 0.1, torch.randn(9000) * 0.1
+    batch = torch.zeros(2, 9000)
+    batch[0, :6000], batch[1] = short, long
+    with torch.no_grad():
+        alone, mask1, _, _ = model.encode(short[None], torch.tensor([6000]))
+        both, mask2, _, _ = model.encode(batch, torch.tensor([6000, 9000]))
+    n = int(mask1.sum())
+    assert int(mask2[0].sum()) == n
+    torch.testing.assert_close(both[0, :n], alone[0, :n], atol=1e-4, rtol=1e-4)
+
+
+def test_tiny_overfit_reaches_wer_zero(compose_cfg, tmp_path):
+    """20 training utterances, no noise/SpecAugment/dropout: CTC greedy transcribes them all
+    exactly (WER 0) after 60 epochs (~30 s on one thread)."""
+    cfg = compose_cfg(
+        "recipe=asr", "data.limit=20", "data.batch_size=10", "data.eval_batch_size=20",
+        "data.test_noise.snrs=[]", "data.test_noise.rt60s=[]", "data.noise.prob=0",
+        "data.noise.reverb_prob=0", "model.spec_augment=null", "model.dropout=0",
+        "model.embed_dim=96", "model.ffn_dim=192", "model.encoder_layers=2",
+        "model.decoder_layers=1", "scheduler.warmup_steps=10", "trainer.max_epochs=60",
+        "trainer.limit_val_batches=0", "trainer.limit_test_batches=0",
+        "recipe.monitor=train/loss", "attention_examples=0", "label_smoothing=0",
+        "threads=1", "trainer.max_time=null", "trainer.enable_progress_bar=false",
+    )  # fmt: skip
+    train(cfg, tmp_path / "run")
+    module = load_module(tmp_path / "run" / "checkpoints" / "last.ckpt").eval()
+    dm = instantiate(cfg.data, state=module.data_state, _recursive_=False)
+    dm.setup("fit")
+    ds = dm.dataset("train")
+    ds.train = False  # the clean utterances, as trained on
+    batch = collate([ds[i] for i in range(len(ds))])
+    out = module.transcribe(batch["wave"], batch["lengths"], mode="ctc_greedy")
+    hyps = [module.tokenizer.decode(t) for t in out["tokens"]]
+    rates = error_rates(batch["texts"], hyps, module.normalize)
+    assert rates["utterances"] == 20
+    assert rates["wer"] == 0.0, list(zip(batch["texts"], hyps, strict=True))
