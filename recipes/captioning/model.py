@@ -1,0 +1,236 @@
+"""Captioners: an image encoder's regions, then a decoder attending over them.
+
+* ``ShowAttendTell`` (Xu et al. 2015): LSTM decoder, soft attention over regions with any
+  registered attention type (``toolkit.nn.AttentionRNNDecoderStep``, Bahdanau order: attend
+  with the previous hidden state), the gating scalar ``β = σ(f_β(h))`` and, in the loss, the
+  doubly-stochastic regulariser ``λ Σ_s (1 - Σ_t α_ts)²`` (``attention_penalty``).
+  ``attend=mean`` replaces attention by the mean over regions (the ablation).
+* ``CaptionTransformer``: a Transformer decoder (causal self-attention, cross-attention
+  over the regions with the chosen attention type), incremental decoding with a cache.
+
+Both return teacher-forced ``logits (B, T, V)`` and attention ``(B, T, S)``, and give the
+``step``/``reorder`` pair that ``toolkit.decoding`` searches with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from toolkit.nn import AttentionGRUDecoder, TransformerDecoder, reorder_cache, reorder_state
+from toolkit.nn.positions import build_positions
+from toolkit.nn.vision import ImageEncoder
+
+Tensor = torch.Tensor
+
+
+class MeanOverRegions(nn.Module):
+    """Stand-in for attention: the context is the mean of the real regions (uniform weights)."""
+
+    def precompute(self, memory: Tensor) -> dict[str, Tensor]:
+        return {}
+
+    def forward(self, query, memory, mask=None, cache=None) -> tuple[Tensor, Tensor]:
+        b, s, _ = memory.shape
+        m = torch.ones(b, s, device=memory.device) if mask is None else mask.to(memory.dtype)
+        weights = m / m.sum(-1, keepdim=True).clamp_min(1.0)  # (B, S)
+        return torch.einsum("bs,bsd->bd", weights, memory), weights
+
+
+class CachedAdditive(nn.Module):
+    """The registered ``additive`` block's maths for one query per step, with the key
+    projection ``W_k k + b`` computed once per image instead of at every step.
+
+    ``MemoryAttention.precompute`` caches raw keys for ``additive``, so the block projects
+    all regions again at every decoder step; on CPU that made a captioning step ~3x slower.
+    The parameters are those of the toolkit block (``core``), so weights are interchangeable.
+    """
+
+    def __init__(self, core: nn.Module) -> None:
+        super().__init__()
+        self.core = core
+
+    def precompute(self, memory: Tensor) -> dict[str, Tensor]:
+        return {"key": self.core.k_proj(memory)}  # (B, S, h)
+
+    def forward(self, query, memory, mask=None, cache=None) -> tuple[Tensor, Tensor]:
+        keys = self.precompute(memory)["key"] if cache is None else cache["key"]
+        scores = torch.tanh(self.core.q_proj(query)[:, None, :] + keys) @ self.core.v  # (B, S)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores.float(), dim=-1).to(memory.dtype)  # (B, S)
+        return torch.einsum("bs,bsd->bd", self.core.drop(weights), memory), weights
+
+
+class RegionEncoder(nn.Module):
+    """``ImageEncoder`` + a learned embedding per region position (grid cells carry where
+    they are; box regions get none: their order carries no place)."""
+
+    def __init__(self, encoder: dict[str, Any], dim: int, max_regions: int = 256) -> None:
+        super().__init__()
+        self.encoder = ImageEncoder(**dict(encoder), out_dim=dim)
+        self.position = nn.Parameter(torch.zeros(max_regions, dim))
+        nn.init.normal_(self.position, std=0.02)
+
+    def forward(self, images: Tensor, boxes=None, box_mask=None):
+        regions, mask, grid = self.encoder(images, boxes, box_mask)  # (B, S, D), (B, S)
+        if self.encoder.regions == "grid":
+            regions = regions + self.position[: regions.shape[1]]
+        return regions, mask, grid
+
+
+class ShowAttendTell(nn.Module):
+    """LSTM captioner with soft attention over image regions.
+
+    Args:
+        vocab_size: output vocabulary.
+        encoder: ``ImageEncoder`` arguments (the ``encoder`` config group).
+        attention: registered attention name; options in ``attention_options``.
+        embed_dim / hidden_dim / memory_dim: word embedding, LSTM and region sizes.
+        gate: the gating scalar on the context.
+        attend: ``attention`` or ``mean`` (ablation: no attention, mean of the regions).
+        dropout: on embeddings, step outputs and regions.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        encoder: dict[str, Any],
+        attention: str = "additive",
+        attention_options: dict[str, Any] | None = None,
+        embed_dim: int = 128,
+        hidden_dim: int = 256,
+        memory_dim: int = 128,
+        gate: bool = True,
+        attend: str = "attention",
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        if attend not in ("attention", "mean"):
+            raise ValueError(f"unknown attend {attend!r}; valid choices: attention, mean")
+        self.regions = RegionEncoder(encoder, memory_dim)
+        self.decoder = AttentionGRUDecoder(
+            vocab_size, embed_dim, hidden_dim, memory_dim, attention, padding_idx=0,
+            dropout=dropout, cell="lstm", style="bahdanau", gate=gate,
+            **dict(attention_options or {}),
+        )  # fmt: skip
+        step = self.decoder.step_module
+        if attend == "mean":
+            step.attn = MeanOverRegions()
+        elif attention == "additive":
+            step.attn = CachedAdditive(step.attn.core)
+
+    def encode(self, images: Tensor, boxes=None, box_mask=None):
+        """``images (B, 3, H, W)`` -> ``regions (B, S, D)``, ``mask (B, S)``, grid ``(h, w)``."""
+        return self.regions(images, boxes, box_mask)
+
+    def forward(self, images, tokens, boxes=None, box_mask=None) -> tuple[Tensor, Tensor]:
+        """Teacher forcing on ``tokens (B, T)`` (inputs) -> ``logits (B, T, V)``,
+        ``weights (B, T, S)``."""
+        memory, mask, _ = self.encode(images, boxes, box_mask)
+        logits, weights, _ = self.decoder(tokens, memory, mask)
+        return logits, weights
+
+    def start(self, memory: Tensor, mask: Tensor) -> dict[str, Any]:
+        """Decoding state for ``toolkit.decoding``."""
+        return {
+            "memory": memory,
+            "mask": mask,
+            "cache": self.decoder.precompute(memory),
+            "rnn": self.decoder.init_state(memory, mask),
+        }
+
+    def step(self, prefix: Tensor, state: dict[str, Any]):
+        logits, rnn, weights = self.decoder.step(
+            prefix[:, -1], state["rnn"], state["memory"], state["mask"], state["cache"]
+        )
+        return F.log_softmax(logits.float(), -1), {**state, "rnn": rnn}, weights
+
+    @staticmethod
+    def reorder(state: dict[str, Any], index: Tensor) -> dict[str, Any]:
+        return {
+            "memory": state["memory"].index_select(0, index),
+            "mask": state["mask"].index_select(0, index),
+            "cache": reorder_cache(state["cache"], index),
+            "rnn": reorder_state(state["rnn"], index),
+        }
+
+
+class CaptionTransformer(nn.Module):
+    """Transformer decoder over image regions (cross-attention = the chosen type).
+
+    Args:
+        vocab_size: output vocabulary.
+        encoder: ``ImageEncoder`` arguments.
+        attention: registered name of the cross-attention (self-attention is multi-head).
+        embed_dim / num_heads / num_layers / ffn_dim: decoder size.
+        positions: ``sinusoidal`` or ``learned`` token positions.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        encoder: dict[str, Any],
+        attention: str = "multihead",
+        attention_options: dict[str, Any] | None = None,
+        embed_dim: int = 256,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        ffn_dim: int = 512,
+        dropout: float = 0.1,
+        positions: str = "sinusoidal",
+        max_len: int = 64,
+    ) -> None:
+        super().__init__()
+        self.regions = RegionEncoder(encoder, embed_dim)
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.positions = build_positions(positions, embed_dim, max_len=max_len + 2)
+        self.decoder = TransformerDecoder(
+            num_layers, embed_dim, num_heads, ffn_dim=ffn_dim, dropout=dropout,
+            cross_attention=attention, cross_attention_options=dict(attention_options or {}),
+        )  # fmt: skip
+        self.generator = nn.Linear(embed_dim, vocab_size)
+        self.scale = embed_dim**0.5
+
+    def encode(self, images: Tensor, boxes=None, box_mask=None):
+        return self.regions(images, boxes, box_mask)
+
+    def _embed(self, tokens: Tensor, offset: int = 0) -> Tensor:
+        return self.positions(self.embedding(tokens) * self.scale, offset=offset)
+
+    @staticmethod
+    def _cross_map(maps: dict[str, list[Tensor]]) -> Tensor:
+        """Last layer's cross-attention, averaged over heads: ``(B, T, S)``."""
+        w = maps["cross"][-1]
+        return w.mean(dim=1) if w.dim() == 4 else w
+
+    def forward(self, images, tokens, boxes=None, box_mask=None) -> tuple[Tensor, Tensor]:
+        memory, mask, _ = self.encode(images, boxes, box_mask)
+        y, maps = self.decoder(self._embed(tokens), memory, tokens != 0, mask, need_weights=True)
+        return self.generator(y), self._cross_map(maps)
+
+    def start(self, memory: Tensor, mask: Tensor) -> dict[str, Any]:
+        return {"memory": memory, "mask": mask, "cache": self.decoder.init_cache()}
+
+    def step(self, prefix: Tensor, state: dict[str, Any]):
+        cache = state["cache"]
+        offset = self.decoder.cache_length(cache)
+        x = self._embed(prefix[:, -1:], offset)
+        y, maps = self.decoder(
+            x, state["memory"], None, state["mask"], cache=cache, need_weights=True
+        )
+        logits = self.generator(y[:, -1])
+        return F.log_softmax(logits.float(), -1), state, self._cross_map(maps)[:, -1]
+
+    @staticmethod
+    def reorder(state: dict[str, Any], index: Tensor) -> dict[str, Any]:
+        cache = reorder_cache(state["cache"], index)
+        cache["length"] = state["cache"].get("length", 0)
+        return {
+            "memory": state["memory"].index_select(0, index),
+            "mask": state["mask"].index_select(0, index),
+            "cache": cache,
+        }
