@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 # Debian packages used by the recipes (corpus builders); installed when we are root with apt-get.
 # The translation corpus reads the message catalogs of a pinned package list.
-APT_PACKAGES ?= espeak-ng sox alsa-utils dataset-fashion-mnist \
+APT_PACKAGES ?= espeak-ng sox alsa-utils dataset-fashion-mnist chromium \
 	$(shell grep -v '^\#' toolkit/data/catalog_packages.txt)
 EXTRAS ?= dev,pretrained
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)-$(subst $(comma),_,$(EXTRAS))
@@ -26,8 +26,9 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# Every landed recipe x two attention types on short budgets, then report/index.html.
 demo: setup
-	$(PY) benchmarks/attention.py --quick --out runs/demo-bench
+	$(PY) -m toolkit.compare profile=quick
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q
@@ -47,4 +48,4 @@ format: setup
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) runs outputs multirun .pytest_cache
+	rm -rf $(VENV) runs outputs multirun report .pytest_cache

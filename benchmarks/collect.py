@@ -2,32 +2,19 @@
 
     python benchmarks/collect.py runs/sentiment/*/* --out runs/sentiment_table
 
-Reads only the run-folder contract of DESIGN.md.
+A thin command over :mod:`toolkit.report` (which reads only the run-folder contract of
+DESIGN.md); ``python -m toolkit.report RUNS --out DIR`` writes the full report (CSV, Markdown,
+self-contained HTML with plots and attention pictures) and ``python -m toolkit.compare``
+runs a grid first.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 from pathlib import Path
 
-
-def load_runs(paths: list[str]) -> list[dict]:
-    runs = []
-    for p in paths:
-        f = Path(p) / "metrics.json"
-        if f.is_file():
-            m = json.loads(f.read_text())
-            m["_dir"] = str(p)
-            runs.append(m)
-    return runs
-
-
-def fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
-    return "" if v is None else str(v)
+from toolkit.report import COST_COLUMNS, Table, collect, find_runs
 
 
 def main() -> None:
@@ -39,40 +26,16 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write OUT.md and OUT.csv")
     args = parser.parse_args()
     names = args.metrics.split(",")
-    header = [
-        "recipe",
-        "model",
-        "attention",
-        *names,
-        "train_s",
-        "epochs",
-        "params",
-        "train_samples/s",
-        "threads",
-        "run",
-    ]
+    header = ["recipe", "model", "budget", "attention", "seed", *names, *COST_COLUMNS.values(),
+              "run"]  # fmt: skip
     rows = []
-    for m in sorted(
-        load_runs(args.runs), key=lambda m: (m["recipe"], m.get("model", ""), m["attention"])
-    ):
-        t = m.get("throughput", {})
+    for r in sorted(collect(find_runs(args.runs)), key=lambda r: (r.recipe, r.model, r.attention)):
         rows.append(
-            [
-                m["recipe"],
-                m.get("model", ""),
-                m["attention"],
-                *[m["metrics"].get(n) for n in names],
-                m.get("train_seconds"),
-                m.get("epochs"),
-                m.get("params"),
-                t.get("train_samples_per_s"),
-                t.get("threads"),
-                m["_dir"],
-            ]
-        )
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
-    table = "\n".join(lines)
+            [r.recipe, r.model, r.budget, r.attention, str(r.seed),
+             *[r.metrics.get(n) for n in names], *[r.costs.get(k) for k in COST_COLUMNS],
+             r.run_dir]
+        )  # fmt: skip
+    table = Table(header, rows).markdown()
     print(table)
     if args.out:
         out = Path(args.out)

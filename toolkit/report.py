@@ -1,0 +1,489 @@
+"""Collect run folders into one comparison report: ``results.csv``, ``results.md``,
+``summary.csv`` and a self-contained ``index.html`` (tables, plots, attention pictures).
+
+    python -m toolkit.report runs/sentiment_grid runs/translation --out report
+
+Reads only the run-folder contract of DESIGN.md (``metrics.json``, ``config.yaml``,
+``attention/*.png``) plus the optional ``compare.json`` that ``toolkit.compare`` leaves next to
+them (status, wall time, peak memory). What a recipe shows (task metrics, the primary metric,
+its direction) comes from the ``report:`` block of ``conf/recipe/<name>.yaml`` (see
+conf/recipe/README.md), with defaults for a recipe that has none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
+COMPARE_FILE = "compare.json"
+DIAGNOSTIC_PREFIX = "attention_"
+# columns of every row after the recipe's own metrics and diagnostics
+COST_COLUMNS = {
+    "train_s": "train s",
+    "train_samples_per_s": "train samples/s",
+    "test_ms_per_sample": "test ms/sample",
+    "peak_rss_mib": "peak RSS MiB",
+    "params": "params",
+}
+
+
+# ----- the recipe plug-in: conf/recipe/<name>.yaml `report:` block --------------------------
+@dataclass
+class RecipeReport:
+    """What the report shows for one recipe (the ``report:`` block, defaults filled in)."""
+
+    name: str
+    metrics: list[str]
+    primary: str
+    higher_is_better: bool = True
+    attentions: list[str] = field(default_factory=lambda: ["additive", "multihead"])
+    diagnostics: list[str] | None = None  # None = every attention_* key found in the runs
+    profiles: dict[str, list[str]] = field(default_factory=dict)  # profile -> overrides
+
+    def overrides(self, profile: str) -> list[str] | None:
+        """The recipe's overrides for ``profile`` (None = the recipe gave none)."""
+        return self.profiles.get(profile)
+
+
+def report_from_config(name: str, cfg: Any) -> RecipeReport:
+    """Build the spec from a composed train config (DictConfig or dict) of recipe ``name``."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=False)
+    recipe = cfg.get("recipe") or {}
+    block = dict(cfg.get("report") or {})
+    monitor = str(recipe.get("monitor") or "")
+    primary = block.pop("primary", None) or (monitor.split("/")[-1] if monitor else None)
+    metrics = list(block.pop("metrics", None) or ([primary] if primary else []))
+    primary = primary or (metrics[0] if metrics else "")
+    if primary and primary not in metrics:
+        metrics.insert(0, primary)
+    higher = block.pop("higher_is_better", None)
+    if higher is None:
+        higher = recipe.get("monitor_mode", "max") != "min"
+    attentions = list(block.pop("attentions", None) or ["additive", "multihead"])
+    diagnostics = block.pop("diagnostics", None)
+    profiles = {k: [str(o) for o in v] for k, v in block.items() if isinstance(v, list)}
+    unknown = sorted(k for k, v in block.items() if not isinstance(v, list))
+    if unknown:
+        raise ValueError(
+            f"recipe {name!r}: unknown report keys {unknown}; valid: metrics, primary, "
+            "higher_is_better, attentions, diagnostics, and one override list per profile"
+        )
+    return RecipeReport(
+        name=name,
+        metrics=metrics,
+        primary=primary,
+        higher_is_better=bool(higher),
+        attentions=attentions,
+        diagnostics=list(diagnostics) if diagnostics is not None else None,
+        profiles=profiles,
+    )
+
+
+def compose_train(overrides: Sequence[str], conf_dir: str = CONF_DIR):
+    """The composed ``train`` config, inside a running Hydra app or standalone."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="train", overrides=list(overrides))
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            return compose(config_name="train", overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def recipe_names(conf_dir: str = CONF_DIR) -> list[str]:
+    """Every recipe with a ``conf/recipe/<name>.yaml``."""
+    return sorted(p.stem for p in Path(conf_dir, "recipe").glob("*.yaml"))
+
+
+def recipe_report(name: str, conf_dir: str = CONF_DIR) -> RecipeReport:
+    """The spec of recipe ``name``, read by composing ``train`` with ``recipe=name``; a
+    recipe that is not in ``conf/recipe/`` (a run from elsewhere) gets the defaults."""
+    if name not in recipe_names(conf_dir):
+        return report_from_config(name, {})
+    return report_from_config(name, compose_train([f"recipe={name}"], conf_dir))
+
+
+# ----- collecting run folders -------------------------------------------------------------
+@dataclass
+class Row:
+    """One (recipe, model, attention, seed) run; ``status`` ok | reused | failed | timeout |
+    missing. Metrics are empty unless the run finished."""
+
+    recipe: str
+    attention: str
+    seed: Any
+    model: str = ""
+    budget: str = ""  # training budget from config.yaml (epochs, time, data limit)
+    status: str = "ok"
+    run_dir: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    costs: dict[str, float | None] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "reused")
+
+    @property
+    def setting(self) -> str:
+        """Model and budget: runs are only averaged within one setting."""
+        return f"{self.model} · {self.budget}" if self.budget else self.model
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.recipe, self.setting, self.attention)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def budget_of(run_dir: Path) -> str:
+    """``"5 ep"``, ``"12 ep ≤ 00:00:03:00"``, ``"2 ep, limit 60"`` from the run's config.yaml."""
+    try:
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.load(run_dir / "config.yaml")
+    except Exception:  # noqa: BLE001 - no or unreadable config: no budget shown
+        return ""
+    trainer = cfg.get("trainer") or {}
+    parts = []
+    if trainer.get("max_epochs") is not None:
+        parts.append(f"{trainer.get('max_epochs')} ep")
+    if trainer.get("max_time"):
+        parts.append(f"≤ {trainer.get('max_time')}")
+    if trainer.get("limit_train_batches") not in (None, 1.0):
+        parts.append(f"{trainer.get('limit_train_batches')} batches")
+    limit = (cfg.get("data") or {}).get("limit")
+    text = " ".join(parts)
+    return f"{text}, limit {limit}" if limit else text
+
+
+def load_run(run_dir: str | Path, expected: dict[str, Any] | None = None) -> Row:
+    """One run folder as a row. ``expected`` (recipe, attention, seed, model) names the run a
+    grid asked for, so a folder without ``metrics.json`` is still reported (missing/failed)."""
+    run_dir = Path(run_dir)
+    expected = expected or {}
+    side = _read_json(run_dir / COMPARE_FILE) or {}
+    m = _read_json(run_dir / "metrics.json")
+    if m is None:
+        status = side.get("status") if side.get("status") in ("failed", "timeout") else "missing"
+        return Row(
+            recipe=str(expected.get("recipe", "?")),
+            attention=str(expected.get("attention", "?")),
+            seed=expected.get("seed"),
+            model=str(expected.get("model", "")),
+            status=status,
+            run_dir=str(run_dir),
+            note=str(side.get("error", "")),
+        )
+    t = m.get("throughput") or {}
+    peak = t.get("peak_memory_mib", t.get("peak_rss_mib", side.get("peak_rss_mib")))
+    metrics = {
+        k: float(v)
+        for k, v in (m.get("metrics") or {}).items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    return Row(
+        recipe=str(m.get("recipe", expected.get("recipe", "?"))),
+        attention=str(m.get("attention", expected.get("attention", "?"))),
+        seed=m.get("seed", expected.get("seed")),
+        model=str(m.get("model", "")),
+        budget=budget_of(run_dir),
+        status="reused" if side.get("status") == "reused" else "ok",
+        run_dir=str(run_dir),
+        metrics=metrics,
+        costs={
+            "train_s": m.get("train_seconds"),
+            "train_samples_per_s": t.get("train_samples_per_s"),
+            "test_ms_per_sample": t.get("test_ms_per_sample"),
+            "peak_rss_mib": peak,
+            "params": m.get("params"),
+        },
+    )
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Training-run folders (metrics.json with ``train_seconds``) at or below each path,
+    sorted; ``toolkit.evaluate`` re-scorings of a checkpoint (no training) are left out."""
+    files: set[Path] = set()
+    for p in map(Path, paths):
+        if (p / "metrics.json").is_file():
+            files.add(p / "metrics.json")
+        elif p.is_dir():
+            files.update(p.rglob("metrics.json"))
+    return sorted(f.parent for f in files if "train_seconds" in (_read_json(f) or {}))
+
+
+def collect(run_dirs: Iterable[str | Path]) -> list[Row]:
+    return [load_run(d) for d in run_dirs]
+
+
+# ----- tables -------------------------------------------------------------------------------
+def diagnostics_of(spec: RecipeReport, rows: Sequence[Row]) -> list[str]:
+    if spec.diagnostics is not None:
+        return list(spec.diagnostics)
+    keys = {k for r in rows for k in r.metrics if k.startswith(DIAGNOSTIC_PREFIX)}
+    return sorted(keys)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for a single value)."""
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def fmt(v: Any, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.{digits}f}"
+
+
+def fmt_mean_std(values: Sequence[float]) -> str:
+    if not values:
+        return "missing"
+    mean, std = mean_std(values)
+    return fmt(mean) if std is None else f"{fmt(mean)} ± {fmt(std)}"
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[Any]]
+
+    def markdown(self) -> str:
+        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in self.rows]
+        return "\n".join(lines)
+
+
+def _sort_key(r: Row) -> tuple:
+    seed = r.seed if isinstance(r.seed, int) else 0
+    return (r.recipe, r.model, r.budget, r.attention, seed, str(r.seed))
+
+
+def fill_models(rows: Sequence[Row]) -> Sequence[Row]:
+    """A run that did not finish has no model name: take the one its finished siblings
+    (same recipe and attention) share, so it sits in their group."""
+    for r in rows:
+        if r.model:
+            continue
+        settings = {(o.model, o.budget) for o in rows
+                    if o.model and (o.recipe, o.attention) == (r.recipe, r.attention)}  # fmt: skip
+        if len(settings) == 1:
+            r.model, r.budget = settings.pop()
+    return rows
+
+
+def run_table(spec: RecipeReport, rows: Sequence[Row]) -> Table:
+    """One row per run: task metrics, diagnostics, costs; a run that did not finish shows
+    its status and empty cells."""
+    rows = fill_models(rows)
+    diags = diagnostics_of(spec, rows)
+    header = ["model", "budget", "attention", "seed", "status", *spec.metrics, *diags,
+              *COST_COLUMNS.values()]  # fmt: skip
+    out = []
+    for r in sorted(rows, key=_sort_key):
+        out.append(
+            [
+                r.model or "—",
+                r.budget or "—",
+                r.attention,
+                str(r.seed),
+                r.status,
+                *[r.metrics.get(k) for k in (*spec.metrics, *diags)],
+                *[r.costs.get(k) for k in COST_COLUMNS],
+            ]
+        )
+    return Table(header, out)
+
+
+def disambiguate(rows: Sequence[Row]) -> Sequence[Row]:
+    """Runs of one (recipe, model, budget, attention) that share a seed are different
+    settings (another encoder, an ablation), not seeds to average: name them by folder."""
+    by_key: dict[tuple, list[Row]] = {}
+    for r in rows:
+        if r.ok:
+            by_key.setdefault(r.key, []).append(r)
+    for members in by_key.values():
+        seeds = [str(r.seed) for r in members]
+        if len(set(seeds)) < len(seeds):
+            for r in members:
+                r.budget = f"{r.budget} · {Path(r.run_dir).name}".lstrip(" ·")
+    return rows
+
+
+def group_rows(rows: Sequence[Row]) -> dict[tuple[str, str, str], list[Row]]:
+    """Rows by (recipe, model, attention), a run that did not finish in its siblings' group."""
+    groups: dict[tuple[str, str, str], list[Row]] = {}
+    for r in sorted(fill_models(rows), key=_sort_key):
+        groups.setdefault(r.key, []).append(r)
+    return groups
+
+
+def summary_table(spec: RecipeReport, rows: Sequence[Row]) -> Table:
+    """Mean ± std over seeds per (model, attention); ``runs`` = finished / planned."""
+    diags = diagnostics_of(spec, rows)
+    keys = [*spec.metrics, *diags, *COST_COLUMNS]
+    header = ["model", "budget", "attention", "runs", *spec.metrics, *diags,
+              *COST_COLUMNS.values()]  # fmt: skip
+    out = []
+    for (_, _, attention), members in group_rows(rows).items():
+        done = [r for r in members if r.ok]
+        model, budget = members[0].model, members[0].budget
+        cells = []
+        for k in keys:
+            vals = [
+                float(v)
+                for r in done
+                if (v := (r.metrics.get(k) if k not in COST_COLUMNS else r.costs.get(k)))
+                is not None
+            ]
+            cells.append(fmt_mean_std(vals) if vals or not done else "—")
+        out.append([model or "—", budget or "—", attention, f"{len(done)}/{len(members)}", *cells])
+    return Table(header, out)
+
+
+def summary_values(spec: RecipeReport, rows: Sequence[Row], key: str) -> dict[tuple, list[float]]:
+    out = {}
+    for gk, members in group_rows(rows).items():
+        vals = []
+        for r in members:
+            if not r.ok:
+                continue
+            v = r.metrics.get(key) if key not in COST_COLUMNS else r.costs.get(key)
+            if v is not None:
+                vals.append(float(v))
+        out[gk] = vals
+    return out
+
+
+def write_csv(rows: Sequence[Row], specs: dict[str, RecipeReport], path: Path) -> None:
+    """One wide CSV: a column per metric of any recipe (empty where it does not apply)."""
+    metric_cols: list[str] = []
+    for name in sorted(specs):
+        spec = specs[name]
+        mine = [r for r in rows if r.recipe == name]
+        for k in (*spec.metrics, *diagnostics_of(spec, mine)):
+            if k not in metric_cols:
+                metric_cols.append(k)
+    header = ["recipe", "model", "budget", "attention", "seed", "status", *metric_cols,
+              *COST_COLUMNS]  # fmt: skip
+    header += ["run_dir", "note"]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for r in sorted(rows, key=_sort_key):
+            w.writerow(
+                [r.recipe, r.model, r.budget, r.attention, r.seed, r.status]
+                + [_csv(r.metrics.get(k)) for k in metric_cols]
+                + [_csv(r.costs.get(k)) for k in COST_COLUMNS]
+                + [r.run_dir, r.note]
+            )
+
+
+def _csv(v: Any) -> Any:
+    return "" if v is None else v
+
+
+def write_summary_csv(rows: Sequence[Row], specs: dict[str, RecipeReport], path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["recipe", "setting", "attention", "metric", "mean", "std", "n", "planned"])
+        for name in sorted(specs):
+            spec = specs[name]
+            mine = [r for r in rows if r.recipe == name]
+            for k in (*spec.metrics, *diagnostics_of(spec, mine), *COST_COLUMNS):
+                for (_, model, attention), vals in summary_values(spec, mine, k).items():
+                    planned = len(group_rows(mine)[(name, model, attention)])
+                    mean, std = mean_std(vals) if vals else (None, None)
+                    w.writerow([name, model, attention, k, _csv(mean), _csv(std), len(vals),
+                                planned])  # fmt: skip
+
+
+def write_markdown(rows: Sequence[Row], specs: dict[str, RecipeReport], path: Path) -> str:
+    parts = ["# Attention comparison", ""]
+    for name in sorted(specs):
+        spec = specs[name]
+        mine = [r for r in rows if r.recipe == name]
+        arrow = "higher" if spec.higher_is_better else "lower"
+        parts += [
+            f"## {name}",
+            "",
+            f"Primary metric: `{spec.primary}` ({arrow} is better). Mean ± std over seeds:",
+            "",
+            summary_table(spec, mine).markdown(),
+            "",
+            "Every run:",
+            "",
+            run_table(spec, mine).markdown(),
+            "",
+        ]
+    text = "\n".join(parts)
+    path.write_text(text, encoding="utf-8")
+    return text
+
+
+def build_report(
+    rows: Sequence[Row],
+    out_dir: str | Path,
+    specs: dict[str, RecipeReport] | None = None,
+    command: str = "",
+) -> Path:
+    """Write results.csv, summary.csv, results.md and index.html; returns index.html."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = fill_models(disambiguate(rows))
+    specs = dict(specs or {})
+    for name in sorted({r.recipe for r in rows}):
+        if name not in specs:
+            specs[name] = recipe_report(name)
+    write_csv(rows, specs, out / "results.csv")
+    write_summary_csv(rows, specs, out / "summary.csv")
+    write_markdown(rows, specs, out / "results.md")
+    from toolkit.viz.report import write_html
+
+    write_html(rows, specs, out / "index.html", command=command)
+    return out / "index.html"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", help="run folders, or folders to search below")
+    parser.add_argument("--out", default="report")
+    args = parser.parse_args(argv)
+    rows = collect(find_runs(args.runs))
+    if not rows:
+        raise SystemExit(f"no run folder (metrics.json) under {', '.join(args.runs)}")
+    index = build_report(rows, args.out, command="python -m toolkit.report " + " ".join(args.runs))
+    print(Path(args.out, "results.md").read_text(encoding="utf-8"))
+    print(f"[toolkit.report] report: {index.resolve()}")
+
+
+if __name__ == "__main__":
+    main()
