@@ -20,6 +20,7 @@ from toolkit.attention import capture_attention
 from toolkit.decoding import beam_search
 from toolkit.decoding.ctc import CTCPrefixScorer, ctc_greedy
 from toolkit.lightning import RecipeModule
+from toolkit.metrics.alignment import attention_ctc_agreement
 from toolkit.metrics.asr import TextNormalization, error_rates, write_wer_tables
 from toolkit.metrics.attention import attention_entropy
 from toolkit.runs import write_text_atomic
@@ -118,7 +119,7 @@ class ASRModule(RecipeModule):
         frames = mask.sum(1)
         ctc = ctc_greedy(log_probs, frames, self.model.blank)
         out = {"ctc": ctc, "tokens": ctc, "attention": [None] * len(ctc), "memory": memory,
-               "mask": mask, "feats": feats}  # fmt: skip
+               "mask": mask, "feats": feats, "ctc_log_probs": log_probs}  # fmt: skip
         if mode == "ctc_greedy":
             return out
         scorer = None
@@ -251,7 +252,7 @@ class ASRModule(RecipeModule):
             self.model.encode(wave, lengths, need_weights=True)
         out = self.transcribe(wave, lengths, mode=mode, return_attention=True)
         enc_maps = {k: v[0] for k, v in cap.maps.items() if v and v[0] is not None}
-        entropies = []
+        entropies, agreement = [], []
         for i, item in enumerate(items):
             frames = int(out["mask"][i].sum())
             n_feat = int(feature_frames(self, lengths[i]))
@@ -264,6 +265,15 @@ class ASRModule(RecipeModule):
                 cross = attn[:, :frames].float().numpy()
                 arrays["cross_attention"] = cross
                 entropies.append(float(attention_entropy(torch.from_numpy(cross))[1].mean()))
+                toks = list(out["tokens"][i])
+                if toks:  # where attention looks vs the CTC forced alignment of the same text
+                    try:
+                        agreement.append(attention_ctc_agreement(
+                            torch.from_numpy(cross), out["ctc_log_probs"][i, :frames].float().cpu(),
+                            toks, blank=self.model.blank,
+                        ).as_metrics())  # fmt: skip
+                    except (ValueError, RuntimeError) as err:  # e.g. too few frames for CTC
+                        log.warning("attention/CTC agreement skipped for utt %d: %s", i, err)
                 tokens = [*hyp, "</s>"]
                 spectrogram_attention(
                     feats, cross, tokens, out_dir / f"utt_{i:03d}.png",
@@ -278,7 +288,10 @@ class ASRModule(RecipeModule):
                     out_dir / "encoder_self_attention.png",
                     f"{name} (head mean)",
                 )
-        return {"attention_cross_entropy": float(np.mean(entropies))} if entropies else {}
+        result = {"attention_cross_entropy": float(np.mean(entropies))} if entropies else {}
+        for key in agreement[0] if agreement else ():
+            result[key] = float(np.mean([a[key] for a in agreement]))
+        return result
 
 
 def feature_frames(module: ASRModule, length: torch.Tensor) -> int:

@@ -55,6 +55,9 @@ def test_fast_run_writes_asr_run_folder(compose_cfg, tmp_path):
                 "ctc_greedy_wer", "ctc_greedy_wer_babble_10"):  # fmt: skip
         assert 0.0 <= metrics[key] <= 5.0, key
     assert result["per_condition"]["babble_0"]["decode"]["utterances"] == 6
+    if "attention_ctc_in_span" in metrics:  # needs a non-empty hypothesis that CTC can align
+        assert 0.0 <= metrics["attention_ctc_in_span"] <= 1.0
+        assert metrics["attention_ctc_frame_error"] >= 0.0
     assert saved["speed"]["rtf_batch1"] > 0 and saved["speed"]["train_audio_seconds_per_s"] > 0
     assert saved["decode"]["mode"] == "joint"
     assert saved["text_normalization"]["lowercase"] is True
