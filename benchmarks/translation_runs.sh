@@ -4,7 +4,7 @@
 set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-COMMON="recipe=translation threads=1 trainer.enable_progress_bar=false"
+COMMON="recipe=translation threads=1 trainer.enable_progress_bar=false optimizer.fused=false"
 run() {  # run <folder> <overrides...>
   local dir=runs/translation/$1; shift
   [ -f "$dir/metrics.json" ] && { echo "done already: $dir"; return; }
@@ -14,12 +14,12 @@ run() {  # run <folder> <overrides...>
 pair() { run "$@" & }
 case "${1:-}" in
   rnn)  # Bahdanau GRU vs the same model with a fixed mean over the source, equal budgets
-    R="model=rnn trainer.precision=bf16-mixed trainer.max_epochs=14 trainer.max_time=00:00:30:00"
+    R="model=rnn trainer.precision=bf16-mixed trainer.max_epochs=8 trainer.max_time=00:00:15:00"
     pair rnn-additive $R attention=additive
     run rnn-uniform $R attention=uniform
     wait ;;
   types)  # every registered type as the Transformer's attention, short equal budgets
-    T="model=transformer trainer.precision=bf16-mixed trainer.max_epochs=2 trainer.max_time=00:00:08:00"
+    T="model=transformer trainer.precision=bf16-mixed trainer.max_epochs=1 trainer.max_time=00:00:03:00"
     set -- multihead scaled_dot dot general additive local linear uniform
     while [ $# -gt 0 ]; do
       pair "types-$1" $T attention=$1

@@ -11,28 +11,34 @@ from typing import Any
 
 import hydra
 import lightning.pytorch as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from toolkit.cli import run_with_key_help
+from toolkit.lightning import CheckpointError, read_checkpoint
 from toolkit.runs import import_object, write_metrics
 from toolkit.train import CONF_DIR, count_params
 
 
 def load_module(ckpt: str | Path) -> pl.LightningModule:
-    """Rebuild the recipe module saved in ``ckpt``."""
+    """Rebuild the recipe module saved in ``ckpt``.
+
+    Raises:
+        CheckpointError: (a ValueError) naming the file when it is missing, truncated or
+            not a toolkit checkpoint.
+    """
     ckpt = Path(ckpt)
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {ckpt}")
-    raw = torch.load(ckpt, map_location="cpu", weights_only=False)
+    raw = read_checkpoint(ckpt)
+    module_cls = import_object(raw["hyper_parameters"]["cfg"]["recipe"]["module"])
+    hparams = raw["hyper_parameters"]
+    module = module_cls(cfg=hparams["cfg"], data_state=hparams.get("data_state"))
     try:
-        module_path = raw["hyper_parameters"]["cfg"]["recipe"]["module"]
-    except KeyError as err:
-        raise ValueError(f"{ckpt}: not a toolkit checkpoint (no recipe in its config)") from err
-    module_cls = import_object(module_path)
-    return module_cls.load_from_checkpoint(ckpt, map_location="cpu")
+        module.load_state_dict(raw["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(ckpt, f"weights do not fit the recipe's model: {err}") from None
+    module.eval()
+    return module
 
 
 def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

@@ -1,16 +1,26 @@
-"""The LightningModule base every recipe derives from: optimiser/scheduler from config,
-throughput counters, and the hooks the train/evaluate entry points rely on."""
+"""The LightningModule base every recipe derives from (optimiser/scheduler from config,
+throughput counters, the hooks train/evaluate/predict rely on), and the training plumbing
+shared by the entry points: atomic checkpoint files with clear load errors, and exact
+mid-epoch resume (data position + random state)."""
 
 from __future__ import annotations
 
+import functools
+import importlib
+import os
+import random
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, Sampler
 
 
 class RecipeModule(pl.LightningModule):
@@ -34,7 +44,12 @@ class RecipeModule(pl.LightningModule):
 
     # ----- optimisation -------------------------------------------------------------
     def configure_optimizers(self):
-        optimizer = instantiate(self.cfg.optimizer)(params=self.parameters())
+        build = instantiate(self.cfg.optimizer)
+        if self._fused_conflicts_with_clipping():
+            # Lightning refuses to clip gradients of a fused optimizer under mixed precision
+            # (it assumes the fused step unscales); the unfused step computes the same update.
+            build = functools.partial(build, fused=False)
+        optimizer = build(params=self.parameters())
         if self.cfg.get("scheduler") is None:
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -43,6 +58,12 @@ class RecipeModule(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    def _fused_conflicts_with_clipping(self) -> bool:
+        if self._trainer is None or not self.cfg.optimizer.get("fused"):
+            return False
+        mixed = "mixed" in str(self.trainer.precision)
+        return mixed and bool(self.trainer.gradient_clip_val)
 
     # ----- throughput ---------------------------------------------------------------
     def count_train(self, n: int) -> None:
@@ -78,3 +99,231 @@ class RecipeModule(pl.LightningModule):
     @staticmethod
     def cfg_to_dict(cfg: DictConfig) -> dict[str, Any]:
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+    # ----- inference (toolkit.predict) ------------------------------------------------------
+    def predict_records(
+        self, inputs: list[Any], out_dir: Path | None = None, plot: bool = False
+    ) -> list[dict[str, Any]]:
+        """Predictions for raw inputs (text lines, image or audio paths): one JSON-able
+        record per input (prediction + scores), in input order; attention maps go to
+        ``out_dir`` as npz (and PNG with ``plot``), named in the record.
+
+        The default delegates to ``predict_records(module, inputs, out_dir, plot)`` in the
+        recipe package's ``predict`` module (``recipes/<name>/predict.py``), so a recipe
+        can add inference without touching its module class.
+        """
+        package = type(self).__module__.rpartition(".")[0]
+        try:
+            helper = importlib.import_module(f"{package}.predict")
+        except ImportError:
+            helper = None
+        fn = getattr(helper, "predict_records", None)
+        if fn is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} has no predict_records (nor {package}.predict."
+                "predict_records): this recipe does not support toolkit.predict yet"
+            )
+        return fn(self, inputs, out_dir, plot)
+
+    #: what toolkit.predict feeds predict_records: "text" lines, or "image"/"audio" paths
+    input_kind = "text"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# ----- checkpoints ------------------------------------------------------------------------------
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: missing, truncated, or not ours."""
+
+    def __init__(self, path: str | os.PathLike[str], message: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+def read_checkpoint(path: str | os.PathLike[str], require_recipe: bool = True) -> dict[str, Any]:
+    """Load a checkpoint file, failing with a message that names the file when it is
+    missing, empty, truncated (e.g. a write killed half-way) or foreign (not a Lightning
+    checkpoint of a toolkit recipe)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(path, "checkpoint not found")
+    if not path.is_file():
+        raise CheckpointError(path, "not a file (expected a .ckpt checkpoint)")
+    if path.stat().st_size == 0:
+        raise CheckpointError(path, "empty file (a write was interrupted?)")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # zip/pickle errors differ by corruption; one message for all
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise CheckpointError(
+            path, f"unreadable checkpoint (truncated, corrupt or not a PyTorch file): {reason}"
+        ) from None
+    if not isinstance(raw, dict) or "state_dict" not in raw:
+        kind = type(raw).__name__
+        raise CheckpointError(
+            path, f"not a Lightning checkpoint (a {kind} without 'state_dict'); "
+            "expected a file from a toolkit run's checkpoints/ folder",
+        )  # fmt: skip
+    if require_recipe:
+        module = ((raw.get("hyper_parameters") or {}).get("cfg") or {}).get("recipe", {})
+        if not isinstance(module, dict) or not module.get("module"):
+            raise CheckpointError(path, "not a toolkit checkpoint (no recipe in its config)")
+    return raw
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints are written to a temporary file in the same folder and renamed into
+    place, so a crash mid-write leaves the previous file intact, never a truncated one;
+    loading names the file when it is truncated or foreign."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600)
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(checkpoint, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: Any = None):
+        return read_checkpoint(path, require_recipe=False)
+
+
+def latest_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
+    """The newest ``*.ckpt`` in ``folder`` (by modification time; temp files ignored)."""
+    folder = Path(folder)
+    found = [p for p in folder.glob("*.ckpt") if not p.name.startswith(".") and p.is_file()]
+    if not found:
+        return None
+    # last.ckpt wins a tie: it is written right after the checkpoint it copies
+    return max(found, key=lambda p: (p.stat().st_mtime_ns, p.name == "last.ckpt"))
+
+
+# ----- exact resume: data position and random state --------------------------------------------
+class ResumableBatches(Sampler[list[int]]):
+    """Wraps a recipe's batch sampler so that training can resume mid-epoch exactly.
+
+    The epoch's batch order comes from the inner sampler seeded by the trainer's epoch (not
+    by how often it was iterated), batches are sharded over DDP ranks (each rank takes
+    every ``world``-th batch, all ranks the same count), and after a restore the batches
+    already trained in the interrupted epoch are skipped.
+    """
+
+    def __init__(self, inner: Any, rank: int = 0, world: int = 1, epoch_fn=None) -> None:
+        self.inner, self.rank, self.world = inner, rank, world
+        self.epoch_fn = epoch_fn or (lambda: 0)
+        self.resume_at: tuple[int, int] | None = None  # (epoch, batches already trained)
+
+    def __len__(self) -> int:
+        return len(self.inner) // self.world
+
+    def __iter__(self):
+        epoch = int(self.epoch_fn())
+        if hasattr(self.inner, "epoch"):
+            self.inner.epoch = epoch  # LengthBucketBatches seeds its shuffle with it
+        elif hasattr(self.inner, "set_epoch"):
+            self.inner.set_epoch(epoch)
+        batches = list(self.inner)
+        if self.world > 1:
+            batches = batches[: len(batches) // self.world * self.world][self.rank :: self.world]
+        skip = 0
+        if self.resume_at is not None and self.resume_at[0] == epoch:
+            skip = self.resume_at[1]
+        self.resume_at = None
+        return iter(batches[skip:])
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose position Lightning saves in checkpoints (``state_dict``)."""
+
+    def __init__(self, *args: Any, progress_fn=None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.progress_fn = progress_fn
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, done = self.progress_fn() if self.progress_fn else (0, 0)
+        return {"epoch": int(epoch), "batches": int(done)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if isinstance(self.batch_sampler, ResumableBatches):
+            self.batch_sampler.resume_at = (int(state["epoch"]), int(state["batches"]))
+
+
+def resumable_loader(loader: DataLoader, trainer: pl.Trainer) -> DataLoader:
+    """Rebuild a training DataLoader around :class:`ResumableBatches` (rank-sharded)."""
+    if loader.batch_sampler is None or isinstance(loader, ResumableLoader):
+        return loader
+    loop = trainer.fit_loop
+
+    def progress() -> tuple[int, int]:
+        return trainer.current_epoch, loop.epoch_loop.batch_progress.current.processed
+
+    batches = ResumableBatches(
+        loader.batch_sampler, trainer.global_rank, trainer.world_size, lambda: trainer.current_epoch
+    )
+    # Its own generator: creating an iterator must not draw from the global RNG (a resumed
+    # run creates one at a point where the uninterrupted run did not).
+    generator = torch.Generator().manual_seed(int(getattr(batches.inner, "seed", 0) or 0))
+    return ResumableLoader(
+        loader.dataset, batch_sampler=batches, collate_fn=loader.collate_fn,
+        num_workers=loader.num_workers, pin_memory=loader.pin_memory,
+        worker_init_fn=loader.worker_init_fn, generator=generator, progress_fn=progress,
+    )  # fmt: skip
+
+
+class ExactResume(pl.Callback):
+    """What Lightning's own restore leaves out, for a resumed run to repeat an uninterrupted
+    one step for step.
+
+    * Random state: python/numpy/torch generators are saved in each checkpoint and put back
+      just before the first training batch after a resume (whatever the restart itself
+      draws in between: sanity-check validation, DataLoader iterators).
+    * Data position: Lightning builds the training iterator before it restores a
+      checkpoint (``estimated_stepping_batches`` asks for the loader early), so the
+      :class:`ResumableLoader` state it restores would never reach that iterator; the
+      loader is rebuilt once the state is in place (restored epoch, batches to skip).
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        return {  # plain types and tensors only: loadable with torch.load(weights_only=True)
+            "python": random.getstate(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._pending = state
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        loop = trainer.fit_loop
+        if loop.restarting and loop._combined_loader_states_to_load:
+            loop._combined_loader = None  # private API (Lightning 2.6): re-run setup_data
+            loop.setup_data()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._pending is None:
+            return
+        state, self._pending = self._pending, None
+        random.setstate(state["python"])
+        kind, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        torch.set_rng_state(state["torch"])
+        if state.get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])

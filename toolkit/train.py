@@ -2,10 +2,17 @@
 
 Leaves the run folder of DESIGN.md in ``hydra.run.dir``: ``config.yaml``, ``checkpoints/``,
 ``metrics.json`` and ``attention/``.
+
+Resume: ``hydra.run.dir=<run folder> resume=latest`` continues that run from its newest
+checkpoint (``resume=auto``: the same, or a fresh start when there is none, for jobs that
+may be requeued); ``ckpt_path=<file>`` continues from a given checkpoint. Optimiser,
+scheduler, epoch/step, the position inside the epoch, random states and the CSV log
+continue where the checkpoint left them.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import time
 from pathlib import Path
@@ -17,10 +24,19 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from toolkit.attention import available as available_attention
 from toolkit.cli import run_with_key_help
+from toolkit.lightning import (
+    AtomicCheckpointIO,
+    ExactResume,
+    latest_checkpoint,
+    read_checkpoint,
+    resumable_loader,
+)
 from toolkit.runs import import_object, write_config, write_metrics
 
 log = logging.getLogger(__name__)
@@ -38,7 +54,7 @@ def check_config(cfg: DictConfig) -> None:
 
 def load_init_weights(module: pl.LightningModule, path: str) -> None:
     """Fine-tuning: copy matching weights from a checkpoint (shapes must agree)."""
-    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    state = read_checkpoint(path)["state_dict"]
     own = module.state_dict()
     loaded = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     skipped = sorted(set(state) - set(loaded))
@@ -57,30 +73,66 @@ def count_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Fit, test and write the run folder; returns the metrics.json object."""
-    check_config(cfg)
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-    pl.seed_everything(cfg.seed, workers=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_config(run_dir, cfg)
+def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> tuple[Path | None, dict | None]:
+    """The checkpoint to continue from (``ckpt_path`` or ``resume``), checked readable and
+    of the same recipe; ``(None, None)`` for a fresh start."""
+    mode = cfg.get("resume")
+    if cfg.get("ckpt_path"):
+        path: Path | None = Path(cfg.ckpt_path)
+    elif mode in ("latest", "auto"):
+        folder = run_dir / "checkpoints"
+        path = latest_checkpoint(folder)
+        if path is None and mode == "latest":
+            raise FileNotFoundError(
+                f"resume=latest: no checkpoint in {folder}; pass hydra.run.dir=<the run "
+                "folder to continue> (or resume=auto to start fresh when there is none)"
+            )
+    elif mode:
+        raise ValueError(f"resume={mode!r}: expected latest, auto or null (ckpt_path=FILE)")
+    else:
+        return None, None
+    if path is None:
+        log.info("resume=auto: no checkpoint in %s, starting fresh", run_dir / "checkpoints")
+        return None, None
+    raw = read_checkpoint(path)
+    saved = raw["hyper_parameters"]["cfg"]
+    for key in ("recipe.name", "attention.name", "model._target_"):
+        ours, theirs = OmegaConf.select(cfg, key), OmegaConf.select(OmegaConf.create(saved), key)
+        if ours != theirs:
+            raise ValueError(
+                f"{path}: checkpoint has {key}={theirs!r} but this run has {key}={ours!r}; "
+                "resume with the overrides of the original run"
+            )
+    log.info("resuming from %s (epoch %s, step %s)", path, raw.get("epoch"), raw.get("global_step"))
+    return path, raw
 
-    module_cls = import_object(cfg.recipe.module)
-    init_state = None
-    if cfg.get("init_from"):
-        # Fine-tuning keeps the checkpoint's vocabulary and labels so ids mean the same.
-        saved = torch.load(cfg.init_from, map_location="cpu", weights_only=False)
-        init_state = saved.get("hyper_parameters", {}).get("data_state")
-    datamodule = instantiate(cfg.data, state=init_state, _recursive_=False)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    plain_cfg = OmegaConf.to_container(cfg, resolve=True)
-    module = module_cls(cfg=plain_cfg, data_state=datamodule.state())
-    if cfg.get("init_from"):
-        load_init_weights(module, cfg.init_from)
 
-    checkpoint = ModelCheckpoint(
+def continue_csv_log(logger: Any, last_step: int) -> None:
+    """Keep a resumed run's CSV log: rows up to the checkpoint stay, later rows (redone
+    after the resume) go. Lightning's CSV writer deletes ``metrics.csv`` when it starts,
+    so the kept rows are written back after it has started."""
+    metrics_csv = Path(logger.log_dir) / "metrics.csv"
+    if not metrics_csv.is_file():
+        return
+    with open(metrics_csv, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = sorted(reader.fieldnames or []), list(reader)
+    # the CSV "step" of a row is the number of optimiser steps done before it was logged
+    kept = [r for r in rows if not r.get("step") or int(float(r["step"])) < last_step]
+    writer = logger.experiment  # starts the writer (and deletes the file)
+    tmp = metrics_csv.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        out = csv.DictWriter(fh, fieldnames=fields)
+        out.writeheader()
+        out.writerows(kept)
+    tmp.replace(metrics_csv)
+    writer.metrics_keys = list(fields)
+
+
+def checkpoint_callbacks(cfg: DictConfig, run_dir: Path) -> list[ModelCheckpoint]:
+    """Best-by-monitor + last.ckpt, and with ``checkpoint_every_n_steps`` a rolling
+    step checkpoint (the newest one kept) for crash recovery."""
+    best = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best-epoch{epoch:02d}-step{step}",
         monitor=cfg.recipe.monitor,
@@ -89,18 +141,102 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         save_top_k=1,
         auto_insert_metric_name=False,
     )
+    every = cfg.get("checkpoint_every_n_steps")
+    if not every:
+        return [best]
+    steps = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="step{step:06d}",
+        every_n_train_steps=int(every),
+        save_top_k=1,
+        monitor="step",
+        mode="max",
+        auto_insert_metric_name=False,
+    )
+    return [best, steps]
+
+
+def single_device_trainer(cfg: DictConfig) -> pl.Trainer:
+    """A one-process trainer for the test pass after a multi-process fit."""
+    accelerator = "cpu" if cfg.trainer.get("accelerator") == "cpu" else "auto"
+    return pl.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        precision=cfg.trainer.get("precision", "32-true"),
+        limit_test_batches=cfg.trainer.get("limit_test_batches"),
+        enable_progress_bar=False,
+        plugins=[AtomicCheckpointIO()],
+    )
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Fit, test and write the run folder; returns the metrics.json object."""
+    check_config(cfg)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    pl.seed_everything(cfg.seed, workers=True)
+    is_zero = rank_zero_only.rank == 0  # from the launcher's env (RANK/LOCAL_RANK/SLURM)
+    resume_path, resumed = resume_checkpoint(cfg, run_dir)
+    if cfg.get("validate_data", True):
+        from toolkit.data.validate import validate_config
+
+        validate_config(cfg)  # a bad dataset fails here, in seconds, listing every problem
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if is_zero:
+        write_config(run_dir, cfg)
+
+    module_cls = import_object(cfg.recipe.module)
+    init_state = None
+    if resumed is not None:
+        # The run's own vocabulary and labels, whatever the data looks like now.
+        init_state = resumed.get("hyper_parameters", {}).get("data_state")
+    elif cfg.get("init_from"):
+        # Fine-tuning keeps the checkpoint's vocabulary and labels so ids mean the same.
+        saved = read_checkpoint(cfg.init_from)
+        init_state = saved.get("hyper_parameters", {}).get("data_state")
+    datamodule = instantiate(cfg.data, state=init_state, _recursive_=False)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    plain_cfg = OmegaConf.to_container(cfg, resolve=True)
+    module = module_cls(cfg=plain_cfg, data_state=datamodule.state())
+    if cfg.get("init_from") and resumed is None:
+        load_init_weights(module, cfg.init_from)
+
+    checkpoints = checkpoint_callbacks(cfg, run_dir)
+    checkpoint = checkpoints[0]
     logger = instantiate(cfg.logger, save_dir=str(run_dir)) if cfg.get("logger") else False
+    if resumed is not None and is_zero and isinstance(logger, CSVLogger):
+        continue_csv_log(logger, int(resumed.get("global_step", 0)))
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
         logger=logger,
-        callbacks=[checkpoint, *extra_callbacks(cfg)],
+        callbacks=[*checkpoints, ExactResume(), *extra_callbacks(cfg)],
+        plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run_dir),
     )
+    # Training batches through a sampler that knows its epoch, its DDP shard and, after a
+    # restore, how many batches of the interrupted epoch were already trained.
+    make_train_loader = datamodule.train_dataloader
+    datamodule.train_dataloader = lambda: resumable_loader(make_train_loader(), trainer)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None)
     train_seconds = time.perf_counter() - start
 
     best = checkpoint.best_model_path or None
+    processes = trainer.world_size
+    if trainer.world_size > 1:
+        # Test once, on rank 0 alone: every rank's test pass would see only its shard.
+        # The process group goes first, or metrics (torchmetrics) would wait for the
+        # other ranks to sync.
+        trainer.strategy.barrier()
+        is_zero = trainer.is_global_zero
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        if not is_zero:
+            return {}
+        trainer = single_device_trainer(cfg)
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
     metrics = module.test_metrics()
     diagnostics = module.export_attention(
@@ -123,6 +259,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 1000 * module.test_seconds / max(module.test_samples, 1), 4
             ),
             "threads": torch.get_num_threads(),
+            "processes": processes,
             "precision": str(cfg.trainer.get("precision", "32-true")),
         },
         "checkpoint": best or str(run_dir / "checkpoints" / "last.ckpt"),
@@ -133,10 +270,26 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return result
 
 
+def pin_run_dir(run_dir: Path) -> None:
+    """Make ``hydra.run.dir`` the resolved absolute run folder.
+
+    Lightning's DDP launcher restarts this script once per extra rank with
+    ``hydra.run.dir=<HydraConfig run.dir>``; left as the configured pattern
+    (``runs/...${now:...}``) each rank would resolve it again, at a later time, into a
+    folder of its own.
+    """
+    hydra_cfg = HydraConfig.get()
+    with read_write(hydra_cfg), open_dict(hydra_cfg):
+        hydra_cfg.run.dir = str(run_dir.resolve())
+
+
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    pin_run_dir(run_dir)
     result = train(cfg, run_dir)
+    if not result:  # a DDP rank other than 0: rank 0 reports
+        return None
     metric = cfg.recipe.monitor.split("/")[-1]
     value = result["metrics"].get(metric)
     print(f"[toolkit.train] {cfg.recipe.name}/{cfg.attention.name}: {result['metrics']}")

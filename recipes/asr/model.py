@@ -118,11 +118,7 @@ class CTCAttentionASR(nn.Module):
 
     @staticmethod
     def reorder(state: dict[str, Any], index: Tensor) -> dict[str, Any]:
-        return {
-            "memory": state["memory"].index_select(0, index),
-            "mask": state["mask"].index_select(0, index),
-            "cache": reorder_cache(state["cache"], index),
-        }
+        return reorder_cache(state, index)
 
 
 def ctc_attention_loss(

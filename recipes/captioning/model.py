@@ -20,7 +20,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from toolkit.nn import AttentionGRUDecoder, TransformerDecoder, reorder_cache, reorder_state
+from toolkit.nn import (
+    AttentionGRUDecoder,
+    TransformerDecoder,
+    reorder_cache,
+    reorder_search_state,
+)
 from toolkit.nn.positions import build_positions
 from toolkit.nn.vision import ImageEncoder
 
@@ -151,12 +156,7 @@ class ShowAttendTell(nn.Module):
 
     @staticmethod
     def reorder(state: dict[str, Any], index: Tensor) -> dict[str, Any]:
-        return {
-            "memory": state["memory"].index_select(0, index),
-            "mask": state["mask"].index_select(0, index),
-            "cache": reorder_cache(state["cache"], index),
-            "rnn": reorder_state(state["rnn"], index),
-        }
+        return reorder_search_state(state, index)
 
 
 class CaptionTransformer(nn.Module):

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from toolkit.nn import TransformerDecoder, TransformerEncoder, build_positions
 from toolkit.nn.attention_layer import reorder_cache
-from toolkit.nn.rnn import AttentionGRUDecoder, reorder_state
+from toolkit.nn.rnn import AttentionGRUDecoder, reorder_search_state
 
 # Luong's multiplicative scores suit the dot/general family; everything else is fed the
 # Bahdanau way (previous state as query, context into the cell).
@@ -178,12 +178,7 @@ class Seq2SeqRNN(nn.Module):
 
     @staticmethod
     def reorder(state: dict[str, Any], index: Tensor) -> dict[str, Any]:
-        return {
-            "memory": state["memory"].index_select(0, index),
-            "mask": state["mask"].index_select(0, index),
-            "rnn": reorder_state(state["rnn"], index),
-            "pre": reorder_cache(state["pre"], index),
-        }
+        return reorder_search_state(state, index)
 
 
 def _mean_heads(weights: Tensor) -> Tensor:

@@ -105,15 +105,18 @@ class TranslationModule(RecipeModule):
             self.log("val/chrf", scores["chrf"])
 
     # ----- decoding ------------------------------------------------------------------------
+    def max_source_len(self) -> int:
+        """Token limit of the data config the model was trained with (same in and out of a
+        trainer, so a checkpoint decodes as it did when it was tested)."""
+        return int(self.cfg.data.get("max_len", 96))
+
     def _decode_batch(
         self, src: torch.Tensor, src_mask: torch.Tensor, beam_size: int, return_attention: bool
     ) -> list[Hypothesis]:
         d = self.decode_cfg()
         lengths = src_mask.sum(1)
         max_len = (lengths.float() * float(d["max_len_ratio"])).long() + int(d["max_len_offset"])
-        max_len = max_len.clamp(max=int(self.trainer.datamodule.max_len)
-                                if self._trainer is not None and self.trainer.datamodule
-                                else 256)  # fmt: skip
+        max_len = max_len.clamp(max=self.max_source_len())
         state = self.model.start(src, src_mask)
         tok = self.tokenizer
 
@@ -142,7 +145,7 @@ class TranslationModule(RecipeModule):
         was_training = self.training
         self.eval()
         beam = int(self.decode_cfg()["beam_size"] if beam_size is None else beam_size)
-        max_len = self.trainer.datamodule.max_len if self._trainer is not None else 256
+        max_len = self.max_source_len()
         encoded = [self.tokenizer.encode(s)[: max_len - 1] + [self.tokenizer.eos_id]
                    if s.strip() else [] for s in sources]  # fmt: skip
         out: list[dict[str, Any] | None] = [None] * len(sources)

@@ -121,8 +121,7 @@ def make(
             dropout=dropout,
             **opts,
         )
-    elif case.name in ("additive", "general", "dot", "scaled_dot", "local", "linear",
-                       "uniform"):
+    elif case.name in ("additive", "general", "dot", "scaled_dot", "local", "linear", "uniform"):
         dq, dk, _ = case_dims(case)
         if dims is not None:
             dq, dk = dims

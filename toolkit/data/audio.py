@@ -101,34 +101,39 @@ def read_jsonl_manifest(path: str | Path) -> list[Utterance]:
     if not path.is_file():
         raise DataError(path, None, None, "manifest not found")
     out = []
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(path, line_no, None, f"not JSON: {err.msg}") from None
-            if not isinstance(row, dict):
-                raise DataError(path, line_no, None, "expected a JSON object")
-            audio, text = row.get("audio"), row.get("text")
-            if not isinstance(audio, str) or not audio:
-                raise DataError(path, line_no, "audio", "missing or not a string")
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(path, line_no, "text", "empty transcript")
-            duration = row.get("duration")
-            if duration is not None and not (isinstance(duration, (int, float)) and duration > 0):
-                raise DataError(path, line_no, "duration", f"not a positive number: {duration!r}")
-            full = Path(audio) if Path(audio).is_absolute() else path.parent / audio
-            out.append(
-                Utterance(
-                    str(full),
-                    text.strip(),
-                    str(row.get("speaker") or ""),
-                    duration,
-                    f"{path}:{line_no}",
-                )
+    for line_no, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(
+                path, line_no, None, f"not valid UTF-8 (byte {raw[err.start]:#04x})"
+            ) from None
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(path, line_no, None, f"not JSON: {err.msg}") from None
+        if not isinstance(row, dict):
+            raise DataError(path, line_no, None, "expected a JSON object")
+        audio, text = row.get("audio"), row.get("text")
+        if not isinstance(audio, str) or not audio:
+            raise DataError(path, line_no, "audio", "missing or not a string")
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(path, line_no, "text", "empty transcript")
+        duration = row.get("duration")
+        if duration is not None and not (isinstance(duration, (int, float)) and duration > 0):
+            raise DataError(path, line_no, "duration", f"not a positive number: {duration!r}")
+        full = Path(audio) if Path(audio).is_absolute() else path.parent / audio
+        out.append(
+            Utterance(
+                str(full),
+                text.strip(),
+                str(row.get("speaker") or ""),
+                duration,
+                f"{path}:{line_no}",
             )
+        )
     if not out:
         raise DataError(path, None, None, "manifest has no utterances")
     return out

@@ -2,7 +2,9 @@
 
 Corpora are built on first use into a per-machine cache folder. Every build writes into a
 temporary folder next to its final place and is renamed into place only when it succeeded,
-so an interrupted or concurrent build never leaves a half-written corpus behind.
+so an interrupted or concurrent build never leaves a half-written corpus behind. A file
+lock (``.<name>.lock`` beside the folder) serialises builds of the same corpus across
+processes: the second process waits, then finds the finished folder (``locked_build``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 CACHE_ENV = "ATTN_TOOLKIT_CACHE"
 _DEFAULT_CACHE = Path("~/.cache/attention-toolkit")
@@ -63,8 +67,66 @@ def cache_root() -> Path:
     return root.expanduser()
 
 
+def build_lock(final: str | os.PathLike[str], timeout: float = -1) -> FileLock:
+    """The inter-process lock guarding the build of ``final`` (a file beside it)."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(final.parent / f".{final.name}.lock"), timeout=timeout)
+
+
+def _remove_stale_temps(final: Path) -> None:
+    """Temporary folders of builds that were killed; call only while holding the lock
+    (a live builder holds it, so every temp folder found then is dead)."""
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def locked_build(
+    final: str | os.PathLike[str], complete: str = "manifest.json"
+) -> Iterator[Path | None]:
+    """Build ``final`` at most once across processes.
+
+    Yields ``None`` when ``final/complete`` already exists (built before, or by another
+    process while this one waited for the lock); otherwise a temporary folder to fill,
+    which becomes ``final`` when the block succeeds. A build killed half-way leaves only
+    its temporary folder, never ``final``; the next build removes it. Usage::
+
+        with locked_build(folder) as tmp:
+            if tmp is not None:
+                ...  # write files into tmp, manifest.json last
+
+    Args:
+        final: Where the finished folder should end up.
+        complete: The file whose presence marks a finished build.
+    """
+    final = Path(final)
+    with build_lock(final):
+        if (final / complete).is_file():
+            yield None
+            return
+        if final.exists():  # no completion marker: not ours to trust or to delete
+            raise DataError(final, None, None, f"folder exists without {complete}; delete it")
+        _remove_stale_temps(final)
+        with _atomic_dir_unlocked(final) as tmp:
+            yield tmp
+
+
 @contextlib.contextmanager
 def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Like ``_atomic_dir_unlocked`` but holding the build lock of ``final``: concurrent
+    builds of one corpus run one after another (the loser's result is discarded), and
+    temporary folders of killed builds are removed. Prefer :func:`locked_build`, which
+    also skips the second build."""
+    final = Path(final)
+    with build_lock(final):
+        _remove_stale_temps(final)
+        with _atomic_dir_unlocked(final) as tmp:
+            yield tmp
+
+
+@contextlib.contextmanager
+def _atomic_dir_unlocked(final: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary folder that becomes ``final`` only if the block succeeds.
 
     On an exception the temporary folder is removed and the exception propagates. If

@@ -62,8 +62,10 @@ def read_coco_captions(json_path: str | Path, image_dir: str | Path) -> list[Cap
     images: dict[object, CaptionRecord] = {}
     for i, entry in enumerate(data["images"]):
         where = f"images[{i}]"
-        if "id" not in entry or "file_name" not in entry:
+        if not isinstance(entry, dict) or "id" not in entry or "file_name" not in entry:
             raise DataError(path, None, where, "needs 'id' and 'file_name'")
+        if not isinstance(entry["file_name"], str):
+            raise DataError(path, None, f"{where}.file_name", "expected a file name string")
         image = _check_image(path, None, f"{where}.file_name", image_dir / entry["file_name"])
         images[entry["id"]] = CaptionRecord(image, id=str(entry["id"]))
     for i, ann in enumerate(data["annotations"]):
@@ -87,8 +89,10 @@ def read_karpathy_split(json_path: str | Path, image_dir: str | Path) -> list[Ca
     records = []
     for i, entry in enumerate(data["images"]):
         where = f"images[{i}]"
-        if "filename" not in entry:
+        if not isinstance(entry, dict) or "filename" not in entry:
             raise DataError(path, None, f"{where}.filename", "missing")
+        if not isinstance(entry["filename"], str) or not isinstance(entry.get("filepath", ""), str):
+            raise DataError(path, None, f"{where}.filename", "expected a file name string")
         image = image_dir / entry.get("filepath", "") / entry["filename"]
         _check_image(path, None, f"{where}.filename", image)
         split = {"restval": "train", "val": "valid"}.get(entry.get("split"), entry.get("split"))
@@ -111,20 +115,25 @@ def read_flickr8k_tokens(token_file: str | Path, image_dir: str | Path) -> list[
     if not path.is_file():
         raise DataError(path, None, None, "file not found")
     grouped: dict[str, CaptionRecord] = defaultdict(lambda: CaptionRecord(Path()))
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            name, sep, text = line.rstrip("\n").partition("\t")
-            if not sep:
-                raise DataError(path, line_no, None, "expected '<image>#<n><TAB><caption>'")
-            image_name = name.split("#", 1)[0]
-            text = _check_caption(path, line_no, "caption", text)
-            rec = grouped[image_name]
-            if not rec.captions:
-                rec.image = _check_image(path, line_no, "image", image_dir / image_name)
-                rec.id = image_name
-            rec.captions.append(text)
+    for line_no, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(
+                path, line_no, None, f"not valid UTF-8 (byte {raw[err.start]:#04x})"
+            ) from None
+        if not line.strip():
+            continue
+        name, sep, text = line.rstrip("\r").partition("\t")
+        if not sep:
+            raise DataError(path, line_no, None, "expected '<image>#<n><TAB><caption>'")
+        image_name = name.split("#", 1)[0]
+        text = _check_caption(path, line_no, "caption", text)
+        rec = grouped[image_name]
+        if not rec.captions:
+            rec.image = _check_image(path, line_no, "image", image_dir / image_name)
+            rec.id = image_name
+        rec.captions.append(text)
     return list(grouped.values())
 
 

@@ -27,6 +27,7 @@ from .rnn import (
     AttentionRNNDecoderStep,
     RNNState,
     StepOutput,
+    reorder_search_state,
     reorder_state,
 )
 from .transformer import (
@@ -66,6 +67,7 @@ __all__ = [
     "project_key_value",
     "project_query",
     "reorder_cache",
+    "reorder_search_state",
     "reorder_state",
     "sinusoidal_table",
 ]

@@ -62,6 +62,18 @@ def reorder_state(state: RNNState, index: Tensor) -> RNNState:
     )
 
 
+def reorder_search_state(state: dict[str, Any], index: Tensor) -> dict[str, Any]:
+    """Rows ``index`` of a beam-search state dict: ``RNNState`` values by
+    :func:`reorder_state` (batch on dim 1), everything else by ``reorder_cache``."""
+    from .attention_layer import reorder_cache
+
+    return {
+        name: reorder_state(value, index) if isinstance(value, RNNState)
+        else reorder_cache(value, index)
+        for name, value in state.items()
+    }  # fmt: skip
+
+
 class AttentionRNNDecoderStep(nn.Module):
     """One GRU/LSTM decoder step attending over a memory.
 

@@ -1,0 +1,71 @@
+"""``python -m toolkit.data validate recipe=<name> path=<file> [path=<file> ...]``
+
+Lists every problem of a dataset by file and line, with counts; exit code 1 when there are
+problems, 2 on a usage error. Splits by name: ``train=… valid=… test=…`` (label sets are
+compared between them); translation's aligned text files: ``source=src.txt
+target=tgt.txt``; fields: ``text_field=… label_field=… source_field=… target_field=…``;
+audio: ``channels=1`` (the default; ``channels=0`` accepts any count); COCO captions:
+``image_dir=…``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from toolkit.data.validate import validate_files
+
+RECIPES = ("sentiment", "translation", "captioning", "asr")
+USAGE = (
+    "usage: python -m toolkit.data validate recipe=<"
+    + "|".join(RECIPES)
+    + "> path=<file> [path=...] [train=... valid=... test=...] [source=... target=...]"
+    " [text_field=... label_field=... source_field=... target_field=... channels=N image_dir=...]"
+)
+OPTIONS = ("text_field", "label_field", "source_field", "target_field", "channels", "image_dir")
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] != "validate":
+        print(USAGE, file=sys.stderr)
+        return 2
+    recipe, files, options, parallel = None, {}, {}, {}
+    for arg in argv[1:]:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            print(f"expected key=value, got {arg!r}\n{USAGE}", file=sys.stderr)
+            return 2
+        if key == "recipe":
+            recipe = value
+        elif key == "path":
+            files[f"path{len(files)}"] = value
+        elif key in ("train", "valid", "test"):
+            files[key] = value
+        elif key in ("source", "target"):
+            parallel[key] = value
+        elif key in OPTIONS:
+            options[key] = int(value) if key == "channels" else value
+        else:
+            print(f"unknown key {key!r}\n{USAGE}", file=sys.stderr)
+            return 2
+    if recipe not in RECIPES:
+        print(f"unknown recipe {recipe!r}; valid choices: {', '.join(RECIPES)}", file=sys.stderr)
+        return 2
+    if parallel:
+        if set(parallel) != {"source", "target"}:
+            print("give both source=... and target=...", file=sys.stderr)
+            return 2
+        files["parallel"] = [parallel["source"], parallel["target"]]
+    if not files:
+        print(f"no files given\n{USAGE}", file=sys.stderr)
+        return 2
+    if recipe == "sentiment" and "train" not in files and len(files) > 1:
+        # path=a path=b ...: the first is the training split for the label-set comparison
+        keys = list(files)
+        files = {"train": files[keys[0]], **{f"split{i}": files[k] for i, k in enumerate(keys[1:])}}
+    report = validate_files(recipe, files, options)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,104 @@
+"""Run a trained checkpoint on new inputs:
+``python -m toolkit.predict ckpt=PATH input=<file|folder|-> [plot=true] [output=-]``.
+
+Writes ``predictions.jsonl`` (one object per input: ``input``, ``source`` = file:line, and
+the recipe's fields, e.g. ``prediction`` + ``scores`` or ``translation`` + ``score``) and
+``attention/`` (npz per input, PNG with ``plot=true``) into ``hydra.run.dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from toolkit.cli import run_with_key_help
+from toolkit.data.cache import DataError
+from toolkit.evaluate import load_module
+from toolkit.runs import to_jsonable, write_text_atomic
+from toolkit.train import CONF_DIR
+
+TEXT_SUFFIXES = (".txt",)
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataError(path, line, None, f"not valid UTF-8 (byte {data[e.start]:#04x})") from None
+
+
+def _lines(source: str, text: str) -> list[tuple[str, str]]:
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [(line.rstrip("\r"), f"{source}:{i}") for i, line in enumerate(lines, start=1)]
+
+
+def read_inputs(spec: str, kind: str = "text") -> list[tuple[str, str]]:
+    """``(input, where)`` pairs from a file, a folder or ``-`` (stdin).
+
+    Text: one input per line (blank lines are inputs too, so output line i answers input
+    line i). Image/audio: file paths (a folder's files, or a .txt list of paths).
+    """
+    if spec == "-":
+        return _lines("<stdin>", sys.stdin.read())
+    path = Path(spec)
+    if not path.exists():
+        raise DataError(path, None, None, "input not found")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        if kind == "text":
+            files = [p for p in files if p.suffix.lower() in TEXT_SUFFIXES]
+            if not files:
+                raise DataError(path, None, None, "no .txt files in this folder")
+            return [pair for p in files for pair in _lines(str(p), _decode(p, p.read_bytes()))]
+        if not files:
+            raise DataError(path, None, None, "folder is empty")
+        return [(str(p), str(p)) for p in files]
+    if kind == "text" or path.suffix.lower() in TEXT_SUFFIXES:
+        pairs = _lines(str(path), _decode(path, path.read_bytes()))
+        if kind != "text":  # a list of paths, relative to the list file
+            pairs = [(str((path.parent / p).resolve()), w) for p, w in pairs if p.strip()]
+        return pairs
+    return [(str(path), str(path))]
+
+
+def predict(cfg: DictConfig, run_dir: Path) -> list[dict[str, Any]]:
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    module = load_module(cfg.ckpt)
+    inputs = read_inputs(str(cfg.input), getattr(module, "input_kind", "text"))
+    out_dir = run_dir / "attention" if cfg.get("save_attention", True) else None
+    records = module.predict_records([x for x, _ in inputs], out_dir, bool(cfg.get("plot")))
+    rows = [
+        {"input": x, "source": where, **record}
+        for (x, where), record in zip(inputs, records, strict=True)
+    ]
+    text = "".join(json.dumps(to_jsonable(r), ensure_ascii=False) + "\n" for r in rows)
+    output = cfg.get("output")
+    if output == "-":
+        sys.stdout.write(text)
+    else:
+        write_text_atomic(Path(output) if output else run_dir / "predictions.jsonl", text)
+    return rows
+
+
+@hydra.main(config_path=CONF_DIR, config_name="predict", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    rows = predict(cfg, run_dir)
+    if cfg.get("output") != "-":
+        where = cfg.get("output") or run_dir / "predictions.jsonl"
+        print(f"[toolkit.predict] {len(rows)} predictions -> {where}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run_with_key_help(main, CONF_DIR, "predict")
