@@ -58,7 +58,9 @@ def test_tiny_build_counts_balance_and_disjoint(cache: Path) -> None:
     texts = [set(text for text, _ in items) for items in splits.values()]
     assert len(texts[0] | texts[1] | texts[2]) == 40
     assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
-    assert sorted(p.name for p in cache.joinpath("sentiment").iterdir()) == ["movie-limit40-seed0"]
+    built = cache.joinpath("sentiment").iterdir()
+    # the build's lock file (".<name>.lock") stays beside the folder on purpose
+    assert sorted(p.name for p in built if p.suffix != ".lock") == ["movie-limit40-seed0"]
 
 
 def test_tiny_build_manifest_checksums(cache: Path, sdist_path: Path) -> None:
@@ -194,13 +196,14 @@ def test_atomic_dir_success_failure_and_existing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), atomic_dir(final) as tmp:
         (tmp / "x").write_text("partial")
         raise RuntimeError("boom")
-    assert list(tmp_path.iterdir()) == []
+    # nothing half-written is left; only the (empty) lock file of the build
+    assert [p.name for p in tmp_path.iterdir()] == [".built.lock"]
     with atomic_dir(final) as tmp:
         (tmp / "x").write_text("first")
     with atomic_dir(final) as tmp:  # a concurrent builder that finished second
         (tmp / "x").write_text("second")
     assert (final / "x").read_text() == "first"
-    assert [p.name for p in tmp_path.iterdir()] == ["built"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".built.lock", "built"]
 
 
 def test_json_and_checksum_helpers(tmp_path: Path) -> None:
