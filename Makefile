@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 # The translation corpus reads the message catalogs of a pinned package list.
 APT_PACKAGES ?= espeak-ng sox alsa-utils dataset-fashion-mnist chromium \
 	$(shell grep -v '^\#' toolkit/data/catalog_packages.txt)
-EXTRAS ?= dev,pretrained
+EXTRAS ?= dev,pretrained,export
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)-$(subst $(comma),_,$(EXTRAS))
 comma := ,
 
