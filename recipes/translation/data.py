@@ -4,6 +4,7 @@ a shared sentencepiece vocabulary trained on the training split, token-budget ba
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -73,18 +74,19 @@ class TranslationDataModule(pl.LightningDataModule):
         self._manifest: dict[str, Any] = {}
 
     # ----- data -------------------------------------------------------------------------
-    def prepare_data(self) -> None:
-        if self.train_file is None and self.test_file is None:
-            build_catalog_corpus(
-                self.target_lang, include_iso=self.include_iso,
-                keep_identical=self.keep_identical, max_words=self.max_words, limit=self.limit,
-            )  # fmt: skip
-
-    def _embedded(self) -> dict[str, list[Pair]]:
-        folder = build_catalog_corpus(
+    def _build(self) -> Path:
+        """The embedded corpus folder (built on first use, then reused)."""
+        return build_catalog_corpus(
             self.target_lang, include_iso=self.include_iso,
             keep_identical=self.keep_identical, max_words=self.max_words, limit=self.limit,
         )  # fmt: skip
+
+    def prepare_data(self) -> None:
+        if self.train_file is None and self.test_file is None:
+            self._build()
+
+    def _embedded(self) -> dict[str, list[Pair]]:
+        folder = self._build()
         manifest = describe(folder)
         self._manifest = {
             "source": manifest["corpus"],

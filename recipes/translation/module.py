@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from pathlib import Path
@@ -21,8 +20,6 @@ from toolkit.lightning import RecipeModule
 from toolkit.metrics.attention import attention_entropy, diagonality, monotonicity
 from toolkit.metrics.translation import corpus_scores
 from toolkit.viz.text import attention_matrix
-
-log = logging.getLogger(__name__)
 
 DECODE_DEFAULTS = {
     "beam_size": 5,

@@ -23,6 +23,7 @@ import numpy as np
 import soundfile as sf
 
 from toolkit.data.cache import DataError
+from toolkit.data.labelled import read_utf8_text
 
 SAMPLE_RATE = 16000
 
@@ -101,13 +102,7 @@ def read_jsonl_manifest(path: str | Path) -> list[Utterance]:
     if not path.is_file():
         raise DataError(path, None, None, "manifest not found")
     out = []
-    for line_no, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise DataError(
-                path, line_no, None, f"not valid UTF-8 (byte {raw[err.start]:#04x})"
-            ) from None
+    for line_no, line in enumerate(read_utf8_text(path).split("\n"), start=1):
         if not line.strip():
             continue
         try:

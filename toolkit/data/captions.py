@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .cache import DataError
+from .labelled import read_utf8_text
 
 
 @dataclass
@@ -115,13 +116,7 @@ def read_flickr8k_tokens(token_file: str | Path, image_dir: str | Path) -> list[
     if not path.is_file():
         raise DataError(path, None, None, "file not found")
     grouped: dict[str, CaptionRecord] = defaultdict(lambda: CaptionRecord(Path()))
-    for line_no, raw in enumerate(path.read_bytes().split(b"\n"), 1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise DataError(
-                path, line_no, None, f"not valid UTF-8 (byte {raw[err.start]:#04x})"
-            ) from None
+    for line_no, line in enumerate(read_utf8_text(path).split("\n"), 1):
         if not line.strip():
             continue
         name, sep, text = line.rstrip("\r").partition("\t")

@@ -259,10 +259,5 @@ def load_catalog_splits(folder: Path) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def copy_baseline_inputs(pairs: Sequence[tuple[str, str]]) -> list[str]:
-    """The copy-the-source baseline's "translations": the sources themselves."""
-    return [s for s, _ in pairs]
-
-
 def describe(folder: Path) -> dict[str, Any]:
     return json.loads((Path(folder) / "manifest.json").read_text())

@@ -62,7 +62,8 @@ def _format_for(path: Path, fmt: str | None) -> str:
         ) from None
 
 
-def _read_text(path: Path) -> str:
+def read_utf8_text(path: Path) -> str:
+    """The file as text (UTF-8, optional BOM); undecodable bytes -> DataError with line."""
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")
@@ -176,7 +177,7 @@ def read_labelled_file(
     """
     path = Path(path)
     kind = _format_for(path, fmt)
-    text = _read_text(path)
+    text = read_utf8_text(path)
     if kind == "jsonl":
         rows = _iter_jsonl(path, text, text_field, label_field)
     else:

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from toolkit.data.cache import DataError
-from toolkit.data.labelled import _read_text, read_labelled_file
+from toolkit.data.labelled import read_labelled_file, read_utf8_text
 
 PathLike = str | os.PathLike[str]
 
 
 def _lines(path: Path) -> list[str]:
-    text = _read_text(path)  # DataError with the line of the first undecodable byte
+    text = read_utf8_text(path)  # DataError with the line of the first undecodable byte
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the final newline
