@@ -65,13 +65,17 @@ def read_coco_captions(json_path: str | Path, image_dir: str | Path) -> list[Cap
         where = f"images[{i}]"
         if not isinstance(entry, dict) or "id" not in entry or "file_name" not in entry:
             raise DataError(path, None, where, "needs 'id' and 'file_name'")
+        if not isinstance(entry["id"], (int, str)):
+            raise DataError(path, None, f"{where}.id", "expected an integer or string id")
         if not isinstance(entry["file_name"], str):
             raise DataError(path, None, f"{where}.file_name", "expected a file name string")
         image = _check_image(path, None, f"{where}.file_name", image_dir / entry["file_name"])
         images[entry["id"]] = CaptionRecord(image, id=str(entry["id"]))
     for i, ann in enumerate(data["annotations"]):
         where = f"annotations[{i}]"
-        if ann.get("image_id") not in images:
+        if not isinstance(ann, dict):
+            raise DataError(path, None, where, "expected an object")
+        if not isinstance(ann.get("image_id"), (int, str)) or ann["image_id"] not in images:
             raise DataError(
                 path, None, f"{where}.image_id", f"unknown image id {ann.get('image_id')!r}"
             )
