@@ -2,7 +2,8 @@
 # The captioning and speech runs behind recipes/captioning/README.md and recipes/asr/README.md
 # (one after another, threads=2 on the 2-core machine). Per-type grids go through
 # `toolkit.compare`, which reuses finished runs and writes results.csv/results.md per grid.
-# Usage: benchmarks/recipe_runs.sh asr-noise|asr-types|captioning-types|captioning-long
+# Usage: benchmarks/recipe_runs.sh asr-noise|asr-types|asr-default|asr-sentences|
+#                                  captioning-types|captioning-default
 set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -22,13 +23,19 @@ grid() {  # grid <recipe> <runs_dir> <overrides list>: every registered type, on
 case "${1:-}" in
   asr-noise)  # the default recipe trained without noise or reverberation (the ablation)
     train runs/asr/ablation-clean-train recipe=asr data.noise.prob=0 data.noise.reverb_prob=0 ;;
-  asr-types)  # every type as the encoder self-attention; 2 epochs (<= 5 min), CTC greedy
-    grid asr runs/types-asr '["threads=2","trainer.max_epochs=2","trainer.max_time=00:00:05:00","decode.mode=ctc_greedy","data.test_noise.snrs=[10,0]","data.test_noise.rt60s=[]"]' ;;
+  asr-types)  # every type as the encoder self-attention; 3 min (<= 2 epochs), CTC greedy
+    grid asr runs/types-asr '["threads=2","trainer.max_epochs=2","trainer.max_time=00:00:03:00","scheduler.warmup_steps=100","decode.mode=ctc_greedy","data.test_noise.snrs=[10,0]","data.test_noise.rt60s=[]"]' ;;
   captioning-types)  # every type in the LSTM decoder (1 epoch), plus the Transformer decoder
     grid captioning runs/types-captioning '["threads=2","trainer.max_epochs=1"]'
     train runs/types-captioning/transformer-multihead recipe=captioning model=transformer \
       attention=multihead trainer.max_epochs=1 ;;
-  captioning-long)  # the default additive model with the whole 20-minute budget
-    train runs/captioning/additive-6ep recipe=captioning attention=additive trainer.max_epochs=6 ;;
-  *) echo "usage: $0 asr-noise|asr-types|captioning-types|captioning-long"; exit 2 ;;
+  captioning-default)  # the default config (additive, 15 epochs <= 20 min): README results
+    train runs/captioning/default-additive-15ep recipe=captioning attention=additive ;;
+  asr-default)  # the default config (multihead, 13 epochs <= 29 min): README results
+    train runs/asr/default-multihead-13ep recipe=asr ;;
+  asr-sentences)  # the open-vocabulary variant, sentencepiece units, a short budget
+    train runs/asr/sentences-sp256 recipe=asr data.text=sentences data.tokens=sentencepiece \
+      trainer.max_epochs=4 trainer.max_time=00:00:09:00 ;;
+  *) echo "usage: $0 asr-noise|asr-types|asr-default|asr-sentences|captioning-types|captioning-default"
+     exit 2 ;;
 esac

@@ -1,9 +1,11 @@
-"""Speech data for the ASR recipe: the embedded command corpus or the user's own manifests,
-on-the-fly noise in training, and the fixed grid of noisy test conditions."""
+"""Speech data for the ASR recipe: the embedded espeak-ng corpus (commands or movie-review
+sentences) or the user's own manifests, character or sentencepiece tokens, on-the-fly noise
+in training, and the fixed grid of noisy test conditions."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +19,31 @@ from toolkit.data.audio import SAMPLE_RATE, Utterance, read_audio, read_speech_m
 from toolkit.data.batching import LengthBucketBatches
 from toolkit.data.cache import DataError, sha256_file
 from toolkit.data.noise import NoiseMixer, condition_grid, condition_name, stable_seed
-from toolkit.data.speech import build_speech_corpus, corpus_manifest, load_speech_splits
+from toolkit.data.speech import (
+    TEXT_SOURCES,
+    build_speech_corpus,
+    corpus_manifest,
+    load_speech_splits,
+)
+from toolkit.data.subword import SubwordTokenizer, train_sentencepiece
 from toolkit.metrics.asr import TextNormalization
 
 log = logging.getLogger(__name__)
 BLANK, EOS = "<blank>", "<eos>"
+TOKEN_KINDS = ("chars", "sentencepiece")
 
 
 class CharTokenizer:
     """Characters of the normalised text; id 0 = CTC blank (and padding), 1 = BOS/EOS."""
 
+    kind = "chars"
+    blank_id, eos_id = 0, 1
+    never_ids: tuple[int, ...] = ()  # ids that are never targets (the decoder never emits them)
+
     def __init__(self, chars: list[str]) -> None:
         self.tokens = [BLANK, EOS, *chars]
         self.stoi = {c: i for i, c in enumerate(self.tokens)}
-        self.blank, self.eos = 0, 1
+        self.blank, self.eos = self.blank_id, self.eos_id
 
     @classmethod
     def build(cls, texts: list[str]) -> CharTokenizer:
@@ -40,11 +53,63 @@ class CharTokenizer:
         """Ids of ``text``; characters outside the vocabulary are dropped."""
         return [self.stoi[c] for c in text if c in self.stoi and self.stoi[c] > 1]
 
-    def decode(self, ids: list[int]) -> str:
+    def decode(self, ids: Sequence[int]) -> str:
         return "".join(self.tokens[i] for i in ids if i > 1)
+
+    def labels(self, ids: Sequence[int]) -> list[str]:
+        """One label per id (attention picture rows)."""
+        return [self.tokens[int(i)] for i in ids]
+
+    def to_state(self) -> dict[str, Any]:
+        return {"kind": self.kind, "tokens": list(self.tokens)}
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+
+class SentencePieceTokenizer(SubwordTokenizer):
+    """Sentencepiece subwords (``toolkit.data.subword``) laid out for CTC/attention: the
+    model's padding id 0 is the CTC blank (never a piece of a text), its EOS id 3 ends (and,
+    as BOS, starts) decoder sequences; unknown pieces are dropped like unknown characters."""
+
+    kind = "sentencepiece"
+    blank_id = SubwordTokenizer.pad_id
+    never_ids = (SubwordTokenizer.unk_id, SubwordTokenizer.bos_id)  # dropped / never targets
+
+    @classmethod
+    def build(cls, texts: list[str], vocab_size: int) -> SentencePieceTokenizer:
+        return cls(train_sentencepiece(texts, vocab_size))
+
+    def encode(self, text: str) -> list[int]:
+        return [i for i in super().encode(text) if i != self.unk_id]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return super().decode([i for i in ids if int(i) != self.unk_id])
+
+    def labels(self, ids: Sequence[int]) -> list[str]:
+        """One piece per id (attention picture rows)."""
+        return self.id_to_piece(ids)
+
+    def to_state(self) -> dict[str, Any]:
+        return {"kind": self.kind, "subword": self.state()}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # DataLoader workers started with spawn get the dataset pickled: rebuild from bytes.
+        return (type(self), (self.model,))
+
+
+Tokenizer = CharTokenizer | SentencePieceTokenizer
+
+
+def tokenizer_from_state(state: Mapping[str, Any]) -> Tokenizer:
+    """The tokenizer saved in a data state (a checkpoint's ``data_state``); states without
+    ``kind`` (older checkpoints) are characters."""
+    kind = state.get("kind", "chars")
+    if kind == "chars" and state.get("tokens"):
+        return CharTokenizer(list(state["tokens"])[2:])
+    if kind == "sentencepiece" and state.get("subword"):
+        return SentencePieceTokenizer.from_state(state["subword"])
+    raise ValueError(f"data state holds no {kind!r} tokenizer (keys: {', '.join(state)})")
 
 
 class SpeechDataset(Dataset):
@@ -54,7 +119,7 @@ class SpeechDataset(Dataset):
     def __init__(
         self,
         utts: list[Utterance],
-        tokenizer: CharTokenizer,
+        tokenizer: Tokenizer,
         normalize: TextNormalization,
         mixer: NoiseMixer | None = None,
         conditions: list[tuple[str, float | None]] | None = None,
@@ -105,7 +170,7 @@ class SpeechDataset(Dataset):
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pad waveforms ``(B, N)`` and targets ``(B, L)`` (0 = blank/pad)."""
+    """Pad waveforms ``(B, N)`` and targets ``(B, L)`` (padded with 0; the lengths mask it)."""
     lengths = torch.tensor([len(it["audio"]) for it in items])
     wave = torch.zeros(len(items), int(lengths.max()))
     for i, it in enumerate(items):
@@ -126,8 +191,13 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class ASRDataModule(pl.LightningDataModule):
-    """Embedded espeak-ng command corpus, or own data (``train_file``/``valid_file``/
-    ``test_file``: JSONL manifest, Kaldi folder or LibriSpeech tree).
+    """Embedded espeak-ng corpus (``text``: ``commands`` or ``sentences``, see
+    ``toolkit.data.speech``), or own data (``train_file``/``valid_file``/``test_file``:
+    JSONL manifest, Kaldi folder or LibriSpeech tree).
+
+    ``tokens``: ``chars`` or ``sentencepiece`` (``sp_vocab_size`` pieces at most, trained
+    on the normalised training transcripts). A saved ``state`` (a checkpoint's) brings its
+    own tokenizer, whatever ``tokens`` says.
 
     ``noise`` configures training augmentation (``prob``, ``snr_range``, ``types``,
     ``reverb_prob``, ``recorded``); ``test_noise`` the fixed test grid (``types``, ``snrs``,
@@ -150,12 +220,20 @@ class ASRDataModule(pl.LightningDataModule):
         on_error: str = "raise",
         max_seconds: float = 20.0,
         babble_pool: int = 200,
+        text: str = "commands",
+        tokens: str = "chars",
+        sp_vocab_size: int = 256,
         root: str | None = None,
         state: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be raise or skip, got {on_error!r}")
+        if text not in TEXT_SOURCES:
+            raise ValueError(f"unknown data.text {text!r}; valid: {', '.join(TEXT_SOURCES)}")
+        if tokens not in TOKEN_KINDS:
+            raise ValueError(f"unknown data.tokens {tokens!r}; valid: {', '.join(TOKEN_KINDS)}")
+        self.text, self.tokens, self.sp_vocab_size = text, tokens, int(sp_vocab_size)
         self.limit, self.corpus_seed, self.root = limit, corpus_seed, root
         self.files = {"train": train_file, "valid": valid_file, "test": test_file}
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
@@ -169,7 +247,7 @@ class ASRDataModule(pl.LightningDataModule):
         self.folder: Path | None = None
         self.splits: dict[str, list[Utterance]] = {}
         self.skipped: dict[str, int] = {}
-        self.tokenizer: CharTokenizer | None = None
+        self.tokenizer: Tokenizer | None = None
         self.conditions: list[tuple[str, float | None]] = []
 
     # ----- data ------------------------------------------------------------------------
@@ -178,7 +256,9 @@ class ASRDataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         if self.embedded():
-            self.folder = build_speech_corpus(self.root, self.limit, self.corpus_seed)
+            self.folder = build_speech_corpus(
+                self.root, self.limit, self.corpus_seed, text=self.text
+            )
 
     def _validate(self, split: str, utts: list[Utterance]) -> list[Utterance]:
         """Check every audio file's header (exists, readable, non-empty) up front, so a bad
@@ -231,11 +311,7 @@ class ASRDataModule(pl.LightningDataModule):
         if self.tokenizer is not None:
             return
         self._load_splits()
-        if self.saved_state.get("tokens"):
-            self.tokenizer = CharTokenizer(self.saved_state["tokens"][2:])
-        else:
-            texts = [self.normalize(u.text) for u in self.splits["train"]]
-            self.tokenizer = CharTokenizer.build(texts)
+        self.tokenizer = self._tokenizer()
         pool = []
         # Babble is made of training speech (never the test voices); a checkpoint
         # evaluated on own test data only has that to draw from.
@@ -257,6 +333,22 @@ class ASRDataModule(pl.LightningDataModule):
             tcfg.get("types", ()), tcfg.get("snrs", ()), tcfg.get("rt60s", ())
         )
         self.test_seed = int(tcfg.get("seed", 1234))
+
+    def _tokenizer(self) -> Tokenizer:
+        """The checkpoint's tokenizer when there is a saved state, else one built from the
+        normalised training transcripts."""
+        if self.saved_state.get("tokens") or self.saved_state.get("subword"):
+            tokenizer = tokenizer_from_state(self.saved_state)
+            if tokenizer.kind != self.tokens:
+                log.warning("data.tokens=%s ignored: the checkpoint's tokenizer is %s",
+                            self.tokens, tokenizer.kind)  # fmt: skip
+            return tokenizer
+        texts = [self.normalize(u.text) for u in self.splits["train"]]
+        if self.tokens == "sentencepiece":
+            tokenizer = SentencePieceTokenizer.build(texts, self.sp_vocab_size)
+            log.info("sentencepiece: %d pieces", len(tokenizer))
+            return tokenizer
+        return CharTokenizer.build(texts)
 
     def condition_names(self) -> list[str]:
         return [condition_name(k, lv) for k, lv in self.conditions]
@@ -297,7 +389,7 @@ class ASRDataModule(pl.LightningDataModule):
     # ----- contract ----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
-            "tokens": list(self.tokenizer.tokens),
+            **self.tokenizer.to_state(),
             "normalize": self.normalize.to_dict(),
             "sample_rate": SAMPLE_RATE,
         }
@@ -313,11 +405,15 @@ class ASRDataModule(pl.LightningDataModule):
             "skipped": dict(self.skipped),
             "test_conditions": self.condition_names(),
             "normalize": self.normalize.to_dict(),
+            "tokens": {"kind": self.tokenizer.kind, "size": len(self.tokenizer)}
+            if self.tokenizer is not None
+            else None,
         }
         if self.folder is not None:
             return {
                 "kind": "embedded",
                 "folder": str(self.folder),
+                "text": self.text,  # corpora built before the sentences source lack it
                 **corpus_manifest(self.folder),
                 **extra,
             }

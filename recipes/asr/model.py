@@ -4,7 +4,7 @@ Transformer decoder, and the step/reorder functions the shared beam search drive
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -21,7 +21,7 @@ class CTCAttentionASR(nn.Module):
     """``wave -> SpeechEncoder -> (CTC head, Transformer decoder over the encoder frames)``.
 
     Args:
-        vocab_size: characters + blank (id 0) + BOS/EOS (id 1).
+        vocab_size: tokens (characters or sentencepiece pieces) including blank and EOS.
         attention, attention_options: encoder self-attention type (the ``attention`` group).
         layer: ``conformer`` or ``transformer`` encoder layers.
         embed_dim, num_heads, encoder_layers, decoder_layers, ffn_dim, dropout: sizes.
@@ -29,6 +29,10 @@ class CTCAttentionASR(nn.Module):
         positions: encoder positions (``sinusoidal``/``learned``/``none``).
         spec_augment: ``SpecAugment`` options (None = off).
         kernel_size: Conformer convolution kernel.
+        blank, eos: ids of the CTC blank and of EOS (also the decoder's BOS): 0 and 1 for
+            characters, 0 (padding) and 3 for sentencepiece (the tokenizer's ``blank_id``,
+            ``eos_id``).
+        never: further ids the decoder never emits (the tokenizer's ``never_ids``).
     """
 
     def __init__(
@@ -49,9 +53,13 @@ class CTCAttentionASR(nn.Module):
         kernel_size: int = 15,
         blank: int = 0,
         eos: int = 1,
+        never: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.blank, self.eos, self.embed_dim = blank, eos, embed_dim
+        # Ids the decoder must not emit: the blank and ids that are never targets
+        # (sentencepiece's unknown and BOS pieces).
+        self.never = sorted({blank, *map(int, never)})
         self.encoder = SpeechEncoder(
             embed_dim, num_heads, encoder_layers, ffn_dim, dropout, layer, attention,
             attention_options, positions, spec_augment=spec_augment, kernel_size=kernel_size,
@@ -112,7 +120,7 @@ class CTCAttentionASR(nn.Module):
             x, state["memory"], memory_mask=state["mask"], cache=cache, need_weights=need_weights
         )
         logits = self.out(y[:, -1]).float()
-        logits[:, self.blank] = float("-inf")
+        logits[:, self.never] = float("-inf")
         attn = maps["cross"][-1][:, :, -1].mean(1) if need_weights else None
         return logits.log_softmax(-1), state, attn
 

@@ -14,7 +14,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from recipes.asr.data import CharTokenizer
+from recipes.asr.data import tokenizer_from_state
 from recipes.asr.model import ctc_attention_loss
 from toolkit.attention import capture_attention
 from toolkit.decoding import beam_search
@@ -36,13 +36,16 @@ class ASRModule(RecipeModule):
 
     def __init__(self, cfg: dict[str, Any], data_state: dict[str, Any] | None = None) -> None:
         super().__init__(cfg, data_state)
-        if not data_state or "tokens" not in data_state:
-            raise ValueError("ASRModule needs the data state (character vocabulary)")
-        self.tokenizer = CharTokenizer(list(data_state["tokens"])[2:])
+        if not data_state:
+            raise ValueError("ASRModule needs the data state (characters or sentencepiece model)")
+        self.tokenizer = tokenizer_from_state(data_state)
         self.normalize = TextNormalization(**data_state.get("normalize", {}))
         attention = self.cfg.attention
         self.model = instantiate(self.cfg.model, _partial_=True)(
             vocab_size=len(self.tokenizer),
+            blank=self.tokenizer.blank_id,
+            eos=self.tokenizer.eos_id,
+            never=self.tokenizer.never_ids,
             attention=attention.name,
             attention_options=OmegaConf.to_container(attention.options)
             if attention.get("options")
@@ -258,6 +261,7 @@ class ASRModule(RecipeModule):
             n_feat = int(feature_frames(self, lengths[i]))
             attn = out["attention"][i]
             hyp = self.tokenizer.decode(out["tokens"][i])
+            pieces = self.tokenizer.labels(out["tokens"][i])  # one per output token
             arrays = {f"encoder/{k}": v[i].mean(0)[:frames, :frames].float().cpu().numpy()
                       for k, v in enc_maps.items()}  # fmt: skip
             feats = out["feats"][i, :n_feat].float().cpu().numpy()
@@ -274,13 +278,13 @@ class ASRModule(RecipeModule):
                         ).as_metrics())  # fmt: skip
                     except (ValueError, RuntimeError) as err:  # e.g. too few frames for CTC
                         log.warning("attention/CTC agreement skipped for utt %d: %s", i, err)
-                tokens = [*hyp, "</s>"]
                 spectrogram_attention(
-                    feats, cross, tokens, out_dir / f"utt_{i:03d}.png",
+                    feats, cross, [*pieces, "</s>"], out_dir / f"utt_{i:03d}.png",
                     f"ref: {item['text']}\nhyp: {hyp}",
                 )  # fmt: skip
             np.savez_compressed(out_dir / f"utt_{i:03d}.npz", feats=feats, text=item["text"],
-                                hypothesis=hyp, **arrays)  # fmt: skip
+                                hypothesis=hyp, tokens=np.array(pieces, dtype=str),
+                                **arrays)  # fmt: skip
             if i == 0 and enc_maps:
                 name = sorted(enc_maps)[0]
                 self_attention_map(

@@ -17,7 +17,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ __all__ = [
     "Example",
     "LabelMap",
     "build_sentiment_corpus",
+    "domain_sentences",
     "load_labelled_splits",
     "load_sentiment_splits",
     "load_vader_lexicon",
@@ -95,14 +96,12 @@ def _dedup_key(text: str) -> str:
     return _NON_ALNUM.sub("", text.casefold()) or text.casefold()
 
 
-def _parse_rows(
-    data: bytes, member: str, desc: str
-) -> tuple[list[tuple[str, str]], dict[str, int]]:
-    """Parse a ground-truth file into unique ``(text, label)`` pairs, dropping score 0."""
-    lines, fallback = decode_lines(data)
-    stats = {"rows": 0, "zero_score": 0, "duplicate": 0, "conflicting": 0, "cp1252_lines": fallback}
-    labels_of: dict[str, set[str]] = {}
-    first_text: dict[str, str] = {}
+def _read_rows(
+    data: bytes, member: str, desc: str, stats: dict[str, int]
+) -> Iterator[tuple[float, str]]:
+    """``(score, cleaned text)`` of every non-blank row of a ground-truth file; counts
+    ``rows`` and ``cp1252_lines`` into ``stats``."""
+    lines, stats["cp1252_lines"] = decode_lines(data)
     for line_no, line in enumerate(tqdm(lines, desc=desc, unit="row", leave=False), start=1):
         if not line.strip():
             continue
@@ -119,6 +118,17 @@ def _parse_rows(
         if not text:
             raise DataError(member, line_no, "text", "empty text")
         stats["rows"] += 1
+        yield score, text
+
+
+def _parse_rows(
+    data: bytes, member: str, desc: str
+) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """Parse a ground-truth file into unique ``(text, label)`` pairs, dropping score 0."""
+    stats = {"rows": 0, "zero_score": 0, "duplicate": 0, "conflicting": 0, "cp1252_lines": 0}
+    labels_of: dict[str, set[str]] = {}
+    first_text: dict[str, str] = {}
+    for score, text in _read_rows(data, member, desc, stats):
         if score == 0:
             stats["zero_score"] += 1
             continue
@@ -138,6 +148,37 @@ def _parse_rows(
             continue
         pairs.append((first_text[key], next(iter(labels))))
     return pairs, stats
+
+
+def _source_record(member: str, data: bytes) -> dict[str, Any]:
+    return {
+        "package": VADER_PACKAGE,
+        "version": VADER_VERSION,
+        "license": "MIT",
+        "sdist": VADER_SDIST_NAME,
+        "sdist_sha256": VADER_SDIST_SHA256,
+        "archive": CORPUS_ARCHIVE,
+        "member": member,
+        "member_sha256": sha256_bytes(data),
+    }
+
+
+def domain_sentences(domain: str = "movie") -> tuple[list[str], dict[str, Any]]:
+    """Every sentence of one ground-truth corpus whatever its rating, as plain English text
+    for other corpora (the speech recipe's ``sentences`` corpus).
+
+    Returns:
+        The sentences in file order (HTML entities decoded, blanks squeezed, repeats kept)
+        and the source record for a manifest (package, sdist and member checksums, row
+        counts).
+    """
+    if domain not in DOMAIN_FILES:
+        raise ValueError(f"unknown sentiment domain {domain!r}; valid: {', '.join(DOMAIN_FILES)}")
+    member = DOMAIN_FILES[domain]
+    data = corpus_member(vader_sdist(), member)
+    stats = {"rows": 0, "cp1252_lines": 0}
+    texts = [text for _, text in _read_rows(data, member, f"sentences/{domain}", stats)]
+    return texts, {**_source_record(member, data), "source_stats": stats}
 
 
 # --------------------------------------------------------------------------- building
@@ -297,16 +338,7 @@ def build_sentiment_corpus(
             "task": "sentiment",
             **params,
             "labels": list(LABELS),
-            "source": {
-                "package": VADER_PACKAGE,
-                "version": VADER_VERSION,
-                "license": "MIT",
-                "sdist": VADER_SDIST_NAME,
-                "sdist_sha256": VADER_SDIST_SHA256,
-                "archive": CORPUS_ARCHIVE,
-                "member": member,
-                "member_sha256": sha256_bytes(data),
-            },
+            "source": _source_record(member, data),
             "source_stats": {**stats, "kept": len(pairs)},
             "counts": counts,
             "files": files,

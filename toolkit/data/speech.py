@@ -1,22 +1,36 @@
-"""The embedded speech corpus: voice commands synthesised with espeak-ng.
+"""The embedded speech corpus: voice commands or movie-review sentences synthesised with
+espeak-ng.
 
-A small grammar (lights, alarms, music, timers, weather, reminders; numbers and clock times
-spelled as words, about 150 words) generates commands; each is spoken by one espeak-ng voice
-variant (language + ``+m1..m7``/``+f1..f5``) at a random speed and pitch, resampled to
-16 kHz mono and stored as 16-bit WAV. Training and validation use ``TRAIN_VOICES``; the test
-set is spoken only by ``TEST_VOICES`` (variants and an accent never heard in training).
+Two text sources (``text``):
 
-The corpus is built once into ``cache_root()/asr/commands-<n>-seed<k>`` (atomically, with a
-progress bar and a ``manifest.json`` recording espeak-ng's version, voices, counts and seed)
-and reused. ``limit`` builds a tiny version for tests.
+* ``commands`` (default): a small grammar (lights, alarms, music, timers, weather,
+  reminders; numbers and clock times spelled as words, about 150 words) generates commands.
+* ``sentences``: open vocabulary, the English movie-review sentences (Rotten Tomatoes
+  snippets) of the sentiment recipe's VADER source (:func:`toolkit.data.sentiment.
+  domain_sentences`), normalised for speech by :func:`speech_text` (lower case, accents
+  stripped, numbers 0-999 spelled, punctuation dropped; a sentence with anything else left
+  is dropped), kept at 4-14 words and deduplicated. The sentences are ordered by a seeded
+  hash and cut into test, valid and train, so no sentence is in two splits.
+
+Each text is spoken by one espeak-ng voice variant (language + ``+m1..m7``/``+f1..f5``) at a
+random speed and pitch, resampled to 16 kHz mono and stored as 16-bit WAV. Training and
+validation use ``TRAIN_VOICES``; the test set is spoken only by ``TEST_VOICES`` (variants and
+an accent never heard in training).
+
+The corpus is built once into ``cache_root()/asr/<text>-<n>-seed<k>`` (atomically, with a
+progress bar and a ``manifest.json`` recording the text source, espeak-ng's version, voices,
+counts and seed) and reused. ``limit`` builds a tiny version for tests.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import re
 import subprocess
 import tempfile
+import unicodedata
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,6 +41,7 @@ from tqdm.auto import tqdm
 
 from toolkit.data.audio import SAMPLE_RATE, Utterance, read_jsonl_manifest, resample, write_audio
 from toolkit.data.cache import DataError, atomic_dir, cache_root, write_json_atomic
+from toolkit.data.sentiment import domain_sentences
 
 ESPEAK = "espeak-ng"
 TRAIN_VOICES = (
@@ -38,6 +53,8 @@ TRAIN_VOICES = (
 # Held out: variants m6, m7, f5 and the West Midlands accent never occur in training.
 TEST_VOICES = ("en-gb-x-gbcwmd+m6", "en-us+f5", "en-gb-x-rp+m7")
 SPLIT_SIZES = {"train": 4000, "valid": 300, "test": 240}
+TEXT_SOURCES = ("commands", "sentences")
+SENTENCE_WORDS = (4, 14)  # kept sentence lengths (words, inclusive)
 _FORMAT = 1
 
 # ----------------------------------------------------------------------------- grammar
@@ -153,6 +170,93 @@ def grammar_vocabulary(samples: int = 20000, seed: int = 0) -> set[str]:
     return {w for text in generate_commands(samples, seed) for w in text.split()}
 
 
+# ----------------------------------------------------------------------------- sentences
+_APOSTROPHES = re.compile("[\u2018\u2019\u00b4`]")
+# A stand-alone 0..999 (not part of 1,000 / 7.5 / 21st / 1990s): spelled out.
+_NUMBER = re.compile(r"(?<![\w.,])\d{1,3}(?!\w|[.,]\d)")
+# Punctuation that is not spoken: becomes a space.
+_SILENT = re.compile('[\\s.,;:!?"()\\[\\]{}/\u2010-\u2015\u2026\u201c\u201d-]+')
+_EDGE_APOSTROPHE = re.compile(r"(?<![a-z])'|'(?![a-z])")  # quotes, not contractions
+_UNSPEAKABLE = re.compile(r"[^a-z' ]")
+
+
+def speech_text(text: str) -> str | None:
+    """``text`` as the corpus speaks and writes it: lower case, accents stripped, numbers
+    0..999 spelled as words, unspoken punctuation removed, apostrophes kept inside words
+    only. None when anything else is left (other digits, ``&``, ``$``, ``%``, non-Latin
+    letters), since espeak-ng would say something the transcript does not show.
+
+    >>> speech_text("Jackson's 90-minute ''epic''!")
+    "jackson's ninety minute epic"
+    """
+    text = unicodedata.normalize("NFKD", text.lower())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = _APOSTROPHES.sub("'", text)
+    text = _NUMBER.sub(lambda m: f" {number_words(int(m.group()))} ", text)  # before "," goes
+    text = _SILENT.sub(" ", text)
+    text = " ".join(_EDGE_APOSTROPHE.sub(" ", text).split())
+    return None if not text or _UNSPEAKABLE.search(text) else text
+
+
+def speech_sentences(domain: str = "movie") -> tuple[list[str], dict[str, Any]]:
+    """The sentiment corpus's sentences of ``domain`` that :func:`speech_text` can speak,
+    of ``SENTENCE_WORDS`` words, without repeats (first occurrence, file order).
+
+    Returns:
+        The sentences and the source record (VADER sdist, member checksum, counts of rows
+        dropped as unspeakable, too short or long, or repeated).
+    """
+    texts, source = domain_sentences(domain)
+    low, high = SENTENCE_WORDS
+    kept: dict[str, None] = {}
+    stats = {"unspeakable": 0, "length": 0, "duplicate": 0}
+    for text in texts:
+        spoken = speech_text(text)
+        if spoken is None:
+            stats["unspeakable"] += 1
+        elif not low <= len(spoken.split()) <= high:
+            stats["length"] += 1
+        elif spoken in kept:
+            stats["duplicate"] += 1
+        else:
+            kept[spoken] = None
+    stats["kept"] = len(kept)
+    return list(kept), {**source, "words": [low, high], "selection": stats}
+
+
+def _sentence_rank(seed: int, text: str) -> bytes:
+    # Hash order: independent of the file order and of Python's RNG across versions.
+    return hashlib.sha256(f"{seed}\x00asr-sentences\x00{text}".encode()).digest()
+
+
+def sentence_splits(
+    sizes: dict[str, int], seed: int = 0, sentences: list[str] | None = None
+) -> dict[str, list[str]]:
+    """Disjoint splits of the movie sentences: ordered by a seeded hash of the sentence, the
+    first ``sizes["test"]`` are the test set, the next ``sizes["valid"]`` the validation set
+    and the rest the training set, repeated (each repeat spoken by another voice) up to
+    ``sizes["train"]`` utterances. Test and valid are filled
+    first, so a smaller ``sizes`` (``limit``) takes a prefix of the same order.
+
+    Raises:
+        ValueError: too few sentences to leave any for training.
+    """
+    pool = speech_sentences()[0] if sentences is None else list(sentences)
+    order = sorted(set(pool), key=lambda t: _sentence_rank(seed, t))
+    out: dict[str, list[str]] = {}
+    start = 0
+    for split in ("test", "valid", "train"):
+        out[split] = order[start : start + sizes[split]]
+        start += len(out[split])
+    if not out["train"]:
+        raise ValueError(f"{len(order)} sentences leave none for training (sizes {sizes})")
+    # Fewer training sentences than utterances asked for: the list repeats, and since voices
+    # are assigned round-robin over the rows, a repeat is spoken by another voice.
+    train = out["train"]
+    out["train"] = [train[i % len(train)] for i in range(sizes["train"])]
+    return {split: out[split] for split in sizes}
+
+
 # ----------------------------------------------------------------------------- synthesis
 
 
@@ -192,9 +296,7 @@ def _synth_job(job: tuple[str, str, int, int, str]) -> float:
     return synthesize(text, voice, speed, pitch, Path(out))
 
 
-def _split_jobs(name: str, count: int, voices: tuple[str, ...], seed: int) -> list[dict]:
-    rng = random.Random(f"{seed}-{name}")
-    texts = generate_commands(count, seed=rng.randrange(1 << 30))
+def _rows(name: str, texts: list[str], voices: tuple[str, ...], rng: random.Random) -> list[dict]:
     rows = []
     for i, text in enumerate(texts):
         voice = voices[i % len(voices)]
@@ -211,34 +313,64 @@ def _split_jobs(name: str, count: int, voices: tuple[str, ...], seed: int) -> li
     return rows
 
 
+def _split_jobs(name: str, count: int, voices: tuple[str, ...], seed: int) -> list[dict]:
+    rng = random.Random(f"{seed}-{name}")
+    return _rows(name, generate_commands(count, seed=rng.randrange(1 << 30)), voices, rng)
+
+
+def corpus_sizes(limit: int | None = None) -> dict[str, int]:
+    """Utterances per split asked for: ``SPLIT_SIZES``, or a tiny version for ``limit``."""
+    if not limit:
+        return dict(SPLIT_SIZES)
+    return {k: max(len(TEST_VOICES), min(v, limit if k == "train" else max(6, limit // 4)))
+            for k, v in SPLIT_SIZES.items()}  # fmt: skip
+
+
+def corpus_folder(
+    root: str | Path | None = None, limit: int | None = None, seed: int = 0, text: str = "commands"
+) -> Path:
+    """Where :func:`build_speech_corpus` puts the corpus of these settings."""
+    if text not in TEXT_SOURCES:
+        raise ValueError(f"unknown speech text {text!r}; valid: {', '.join(TEXT_SOURCES)}")
+    name = f"{text}-{corpus_sizes(limit)['train']}-seed{seed}"
+    return Path(root or cache_root()) / "asr" / name
+
+
 def build_speech_corpus(
     root: str | Path | None = None,
     limit: int | None = None,
     seed: int = 0,
     workers: int = 2,
+    text: str = "commands",
 ) -> Path:
-    """Build (once) and return the folder of the embedded command corpus.
+    """Build (once) and return the folder of the embedded speech corpus.
 
     Args:
         root: cache folder (default ``cache_root()``).
         limit: if set, at most ``limit`` training utterances (valid/test scaled down too).
         seed: the text, voice speed/pitch draw.
         workers: synthesis processes.
+        text: ``commands`` (the grammar) or ``sentences`` (movie-review sentences; test and
+            valid have distinct sentences, training repeats its sentences with other voices
+            when there are fewer than asked).
 
     Returns:
         The folder with ``{train,valid,test}.jsonl``, the WAVs and ``manifest.json``.
     """
-    sizes = dict(SPLIT_SIZES)
-    if limit:
-        sizes = {k: max(len(TEST_VOICES), min(v, limit if k == "train" else max(6, limit // 4)))
-                 for k, v in sizes.items()}  # fmt: skip
-    name = f"commands-{sizes['train']}-seed{seed}"
-    final = Path(root or cache_root()) / "asr" / name
+    final = corpus_folder(root, limit, seed, text)
     if (final / "manifest.json").is_file():
         return final
+    sizes = corpus_sizes(limit)
     version = espeak_version()
     voices = {"train": TRAIN_VOICES, "valid": TRAIN_VOICES, "test": TEST_VOICES}
-    splits = {s: _split_jobs(s, n, voices[s], seed) for s, n in sizes.items()}
+    if text == "sentences":
+        sentences, source = speech_sentences()
+        texts = sentence_splits(sizes, seed, sentences)
+        splits = {s: _rows(s, texts[s], voices[s], random.Random(f"{seed}-{s}")) for s in sizes}
+        text_source: dict[str, Any] = {"kind": "sentences", **source}
+    else:
+        splits = {s: _split_jobs(s, n, voices[s], seed) for s, n in sizes.items()}
+        text_source = {"kind": "commands", "grammar": "toolkit.data.speech.generate_commands"}
     with atomic_dir(final) as tmp:
         jobs = []
         for split, rows in splits.items():
@@ -261,7 +393,9 @@ def build_speech_corpus(
             tmp / "manifest.json",
             {
                 "format": _FORMAT,
-                "name": name,
+                "name": final.name,
+                "text": text,
+                "text_source": text_source,
                 "source": f"{version} (Debian espeak-ng)",
                 "sample_rate": SAMPLE_RATE,
                 "seed": seed,
