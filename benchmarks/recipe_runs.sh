@@ -3,7 +3,7 @@
 # (one after another, threads=2 on the 2-core machine). Per-type grids go through
 # `toolkit.compare`, which reuses finished runs and writes results.csv/results.md per grid.
 # Usage: benchmarks/recipe_runs.sh asr-noise|asr-types|asr-default|asr-sentences|
-#                                  captioning-types|captioning-default
+#                                  captioning-types|captioning-default|captioning-ablation
 set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -31,11 +31,13 @@ case "${1:-}" in
       attention=multihead trainer.max_epochs=1 ;;
   captioning-default)  # the default config (additive, 15 epochs <= 20 min): README results
     train runs/captioning/default-additive-15ep recipe=captioning attention=additive ;;
+  captioning-ablation)  # the default config with a mean over the regions instead of attention
+    train runs/captioning/ablation-mean-15ep recipe=captioning attention=additive model.attend=mean ;;
   asr-default)  # the default config (multihead, 13 epochs <= 29 min): README results
     train runs/asr/default-multihead-13ep recipe=asr ;;
   asr-sentences)  # the open-vocabulary variant, sentencepiece units, a short budget
     train runs/asr/sentences-sp256 recipe=asr data.text=sentences data.tokens=sentencepiece \
       trainer.max_epochs=4 trainer.max_time=00:00:09:00 ;;
-  *) echo "usage: $0 asr-noise|asr-types|asr-default|asr-sentences|captioning-types|captioning-default"
+  *) echo "usage: $0 asr-noise|asr-types|asr-default|asr-sentences|captioning-types|captioning-default|captioning-ablation"
      exit 2 ;;
 esac
