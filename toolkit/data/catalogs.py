@@ -29,7 +29,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from toolkit.data.cache import DataError, atomic_dir, cache_root, sha256_file, write_json_atomic
+from toolkit.data.cache import DataError, cache_root, locked_build, sha256_file, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,9 @@ def build_catalog_corpus(
         if limit:
             items[name] = items[name][:limit]
     found = {r["package"] for r in sources}
-    with atomic_dir(out) as tmp:
+    with locked_build(out) as tmp:
+        if tmp is None:  # another process built it meanwhile
+            return out
         for name in SPLITS:
             with open(tmp / f"{name}.jsonl", "w", encoding="utf-8") as f:
                 for row in items[name]:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .cache import DataError, atomic_dir, cache_root, sha256_file, write_json_atomic
+from .cache import DataError, cache_root, locked_build, sha256_file, write_json_atomic
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 # One-word names of the ten Fashion-MNIST classes (ids 0..9) so that one token names one object.
@@ -288,7 +288,9 @@ def build_scene_corpus(
     sources = {
         part: load_fashion(part, fashion_dir) for part in ("train", "t10k")
     }  # images, labels
-    with atomic_dir(folder) as tmp:
+    with locked_build(folder) as tmp:
+        if tmp is None:  # another process built it meanwhile
+            return folder
         counts = {}
         total = cfg.train + cfg.valid + cfg.test
         bar = tqdm(total=total, desc="building scenes", unit="img", disable=not progress)

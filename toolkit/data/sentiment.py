@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 
 from toolkit.data.cache import (
     DataError,
-    atomic_dir,
     cache_root,
+    locked_build,
     sha256_bytes,
     sha256_file,
     write_json_atomic,
@@ -321,7 +321,10 @@ def build_sentiment_corpus(
     pairs, stats = _parse_rows(data, member, desc=f"sentiment/{domain}")
     splits = _split_pairs(pairs, limit, seed, fractions)
 
-    with atomic_dir(out) as tmp:
+    with locked_build(out) as tmp:
+        if tmp is None:  # another process built it while this one parsed
+            _check_manifest(manifest_path, params)
+            return out
         files = {}
         for name, items in splits.items():
             _write_jsonl(tmp / f"{name}.jsonl", items)

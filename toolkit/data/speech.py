@@ -40,7 +40,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from toolkit.data.audio import SAMPLE_RATE, Utterance, read_jsonl_manifest, resample, write_audio
-from toolkit.data.cache import DataError, atomic_dir, cache_root, write_json_atomic
+from toolkit.data.cache import DataError, cache_root, locked_build, write_json_atomic
 from toolkit.data.sentiment import domain_sentences
 
 ESPEAK = "espeak-ng"
@@ -371,7 +371,9 @@ def build_speech_corpus(
     else:
         splits = {s: _split_jobs(s, n, voices[s], seed) for s, n in sizes.items()}
         text_source = {"kind": "commands", "grammar": "toolkit.data.speech.generate_commands"}
-    with atomic_dir(final) as tmp:
+    with locked_build(final) as tmp:
+        if tmp is None:  # another process built it meanwhile
+            return final
         jobs = []
         for split, rows in splits.items():
             (tmp / split).mkdir()
