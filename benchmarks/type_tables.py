@@ -8,6 +8,7 @@ read from the run folders that ``benchmarks/recipe_runs.sh`` leaves.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 
@@ -15,8 +16,23 @@ from pathlib import Path
 def _runs(paths: list[str]) -> list[Path]:
     found = []
     for p in map(Path, paths):
-        found += sorted(q.parent for q in p.rglob("metrics.json") if "eval" not in q.parent.name)
+        found += sorted(  # training runs only (evaluation folders have no train time)
+            q.parent
+            for q in p.rglob("metrics.json")
+            if "train_seconds" in json.loads(q.read_text())
+        )
     return found
+
+
+def _steps(run: Path) -> str:
+    """The last ``step`` in the run's CSV log (optimiser steps taken), or "—"."""
+    steps = [
+        int(row["step"])
+        for log in run.glob("logs/**/metrics.csv")
+        for row in csv.DictReader(log.open())
+        if row.get("step")
+    ]
+    return str(max(steps)) if steps else "—"
 
 
 def _pct(v: float | None) -> str:
@@ -24,7 +40,10 @@ def _pct(v: float | None) -> str:
 
 
 def captioning(runs: list[Path]) -> list[str]:
-    head = "| decoder | attention | BLEU-4 | CIDEr-D | grounding (chance) | CHAIR-i | CHAIR-s | epochs | train s | params |"
+    head = (
+        "| decoder | attention | BLEU-4 | CIDEr-D | grounding (chance) | CHAIR-i | CHAIR-s "
+        "| epochs | train s | params |"
+    )
     rows = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for run in runs:
         m = json.loads((run / "metrics.json").read_text())
@@ -40,7 +59,10 @@ def captioning(runs: list[Path]) -> list[str]:
 
 
 def asr(runs: list[Path]) -> list[str]:
-    head = "| self-attention | decoding | WER clean | WER 10 dB | WER 0 dB | CER clean | epochs | train s | RTF batched | RTF batch 1 | params |"
+    head = (
+        "| self-attention | decoding | WER clean | WER 10 dB | WER 0 dB | CER clean | steps "
+        "| train s | RTF batched | RTF batch 1 | params |"
+    )
     rows = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for run in runs:
         m = json.loads((run / "metrics.json").read_text())
@@ -48,7 +70,7 @@ def asr(runs: list[Path]) -> list[str]:
         mode = (m.get("decode") or {}).get("mode", "?")
         rows.append(
             f"| `{m['attention']}` | {mode} | {_pct(x['wer'])} | {_pct(x.get('wer_avg_10'))} "
-            f"| {_pct(x.get('wer_avg_0'))} | {_pct(x.get('cer'))} | {m.get('epochs', '—')} "
+            f"| {_pct(x.get('wer_avg_0'))} | {_pct(x.get('cer'))} | {_steps(run)} "
             f"| {m['train_seconds']:.0f} | {s.get('rtf_batched', float('nan')):.3f} "
             f"| {s.get('rtf_batch1', float('nan')):.3f} | {m['params']:,} |"
         )
