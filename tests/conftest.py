@@ -1,4 +1,5 @@
-"""Shared test fixtures: a fixed RNG seed for every test and the repository paths."""
+"""Shared test fixtures: a fixed RNG seed for every test, the repository paths and the
+sentiment corpora's pinned sdist."""
 
 from __future__ import annotations
 
@@ -24,3 +25,14 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def conf_dir(repo_root: Path) -> Path:
     return repo_root / "conf"
+
+
+@pytest.fixture(scope="session")
+def sdist_path() -> Path:
+    """The pinned vaderSentiment sdist, fetched at most once per machine into the user's cache."""
+    from toolkit.data.vader import vader_sdist
+
+    try:
+        return vader_sdist()
+    except RuntimeError as e:  # no network to PyPI: the other tests still run
+        pytest.skip(f"vaderSentiment sdist unavailable: {e}")

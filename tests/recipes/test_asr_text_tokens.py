@@ -18,6 +18,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
+from test_asr import SMALL  # the ASR tests' small model (tests/recipes is on sys.path)
 
 from recipes.asr.data import CharTokenizer, SentencePieceTokenizer, tokenizer_from_state
 from recipes.asr.module import ASRModule
@@ -36,22 +37,13 @@ from toolkit.data.speech import (
     speech_sentences,
     speech_text,
 )
-from toolkit.data.vader import SDIST_ENV, vader_sdist
+from toolkit.data.vader import SDIST_ENV
 from toolkit.evaluate import evaluate, load_module
 from toolkit.metrics.asr import TextNormalization
 from toolkit.train import CONF_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
-SMALL = [
-    "threads=1",
-    "model.embed_dim=64",
-    "model.ffn_dim=128",
-    "model.encoder_layers=2",
-    "model.decoder_layers=1",
-    "trainer.max_time=null",
-    "trainer.enable_progress_bar=false",
-]
 TINY = [
     "data.limit=16",
     "data.batch_size=8",
@@ -64,25 +56,16 @@ TINY = [
 
 
 @pytest.fixture(scope="session")
-def sdist() -> Path:
-    """The pinned vaderSentiment sdist, fetched at most once per machine."""
-    try:
-        return vader_sdist()
-    except RuntimeError as e:  # no network to PyPI: the other tests still run
-        pytest.skip(f"vaderSentiment sdist unavailable: {e}")
-
-
-@pytest.fixture(scope="session")
-def movie_sentences(sdist) -> tuple[list[str], dict]:
+def movie_sentences(sdist_path) -> tuple[list[str], dict]:
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(SDIST_ENV, str(sdist))
+        mp.setenv(SDIST_ENV, str(sdist_path))
         return speech_sentences()
 
 
 @pytest.fixture
-def with_sdist(sdist, monkeypatch) -> Path:
-    monkeypatch.setenv(SDIST_ENV, str(sdist))
-    return sdist
+def with_sdist(sdist_path, monkeypatch) -> Path:
+    monkeypatch.setenv(SDIST_ENV, str(sdist_path))
+    return sdist_path
 
 
 # ----------------------------------------------------------------------------- sentences

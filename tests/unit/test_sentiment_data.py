@@ -26,15 +26,6 @@ from toolkit.data.vader import (
 )
 
 
-@pytest.fixture(scope="session")
-def sdist_path() -> Path:
-    """The real sdist, fetched at most once per machine into the user's cache."""
-    try:
-        return vader_sdist()
-    except RuntimeError as e:  # no network to PyPI: the other tests still run
-        pytest.skip(f"vaderSentiment sdist unavailable: {e}")
-
-
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sdist_path: Path) -> Path:
     root = tmp_path / "cache"
