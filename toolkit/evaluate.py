@@ -15,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from toolkit import precision
 from toolkit.cli import run_with_key_help
 from toolkit.lightning import CheckpointError, read_checkpoint
 from toolkit.runs import import_object, write_metrics
@@ -50,7 +51,10 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if decode:
         module.cfg = OmegaConf.merge(module.cfg, {"decode": decode})
     datamodule = instantiate(data_cfg, state=module.data_state, _recursive_=False)
-    trainer = pl.Trainer(logger=False, enable_checkpointing=False, **cfg.trainer)
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    chosen = precision.resolve(trainer_cfg.get("precision"), trainer_cfg.get("accelerator"))
+    trainer_cfg["precision"] = chosen.resolved
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, **trainer_cfg)
     trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = module.test_metrics()
     diagnostics = module.export_attention(
@@ -64,7 +68,10 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         **metrics,
         "params": count_params(module),
         "throughput": {
-            "test_samples_per_s": round(module.test_samples / max(module.test_seconds, 1e-9), 2)
+            "test_samples_per_s": round(module.test_samples / max(module.test_seconds, 1e-9), 2),
+            "precision": chosen.resolved,
+            "precision_requested": chosen.requested,
+            "cpu": precision.describe_cpu(),
         },
         "data": datamodule.manifest(),
     }

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from toolkit.attention import available as available_attention
 from toolkit.cli import run_with_key_help
+from toolkit import precision as precision_mod
 from toolkit.lightning import (
     AtomicCheckpointIO,
     ExactResume,
@@ -156,6 +157,58 @@ def checkpoint_callbacks(cfg: DictConfig, run_dir: Path) -> list[ModelCheckpoint
     return [best, steps]
 
 
+def resolve_precision(cfg: DictConfig) -> precision_mod.Precision:
+    """Replace ``trainer.precision`` (``auto`` by default) with what runs on this machine;
+    an explicit bf16 request where bf16 is emulated fails here, before any data is built."""
+    requested = cfg.trainer.get("precision", precision_mod.AUTO)
+    chosen = precision_mod.resolve(requested, cfg.trainer.get("accelerator", "cpu"))
+    with open_dict(cfg):
+        cfg.trainer.precision = chosen.resolved
+    log.info("precision %s (%s)", chosen.resolved, chosen.reason)
+    return chosen
+
+
+def budget_report(cfg: DictConfig, trainer: pl.Trainer) -> dict[str, Any]:
+    """The training budget asked for, what was trained, and what stopped it. Budgets are
+    epochs or steps; ``trainer.max_time`` is only a guard, and when it fires the run says so
+    (here, in metrics.json, and on the console)."""
+    from lightning.pytorch.callbacks import Timer
+
+    t = cfg.trainer
+    max_epochs, max_steps = t.get("max_epochs"), t.get("max_steps")
+    max_steps = None if max_steps in (None, -1) else int(max_steps)
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    fired = bool(timer is not None and t.get("max_time") and timer.time_remaining("train") <= 0)
+    steps = int(trainer.global_step)
+    # epochs trained, fractional when a stop came inside an epoch
+    per_epoch = trainer.num_training_batches
+    if isinstance(per_epoch, (int, float)) and per_epoch not in (0, float("inf")):
+        accumulate = max(int(t.get("accumulate_grad_batches") or 1), 1)
+        epochs = round(steps * accumulate / per_epoch, 2)
+    else:
+        epochs = float(trainer.current_epoch)
+    if fired:
+        stopped_by = "max_time"
+    elif max_steps is not None and steps >= max_steps:
+        stopped_by = "max_steps"
+    elif max_epochs is not None and trainer.current_epoch >= int(max_epochs):
+        stopped_by = "max_epochs"
+    elif t.get("fast_dev_run"):
+        stopped_by = "fast_dev_run"
+    else:
+        stopped_by = "other"  # e.g. an early-stopping callback
+    return {
+        "max_epochs": max_epochs,
+        "max_steps": max_steps,
+        "max_time": t.get("max_time"),
+        "limit_train_batches": t.get("limit_train_batches"),
+        "epochs": epochs,
+        "steps": steps,
+        "stopped_by": stopped_by,
+        "time_guard_fired": fired,
+    }
+
+
 def single_device_trainer(cfg: DictConfig) -> pl.Trainer:
     """A one-process trainer for the test pass after a multi-process fit."""
     accelerator = "cpu" if cfg.trainer.get("accelerator") == "cpu" else "auto"
@@ -174,6 +227,7 @@ def single_device_trainer(cfg: DictConfig) -> pl.Trainer:
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Fit, test and write the run folder; returns the metrics.json object."""
     check_config(cfg)
+    chosen = resolve_precision(cfg)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True)
@@ -223,6 +277,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None)
     train_seconds = time.perf_counter() - start
+    budget = budget_report(cfg, trainer)
+    if budget["time_guard_fired"] and is_zero:
+        log.warning(
+            "time guard trainer.max_time=%s fired after %s epochs / %d steps: this run trained "
+            "less than its budget (max_epochs=%s, max_steps=%s)", budget["max_time"],
+            budget["epochs"], budget["steps"], budget["max_epochs"], budget["max_steps"],
+        )  # fmt: skip
 
     best = checkpoint.best_model_path or None
     processes = trainer.world_size
@@ -251,6 +312,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         **metrics,
         "train_seconds": round(train_seconds, 3),
         "epochs": trainer.current_epoch,
+        "budget": budget,
         "params": count_params(module),
         "throughput": {
             "train_samples_per_s": round(module.train_samples / max(train_seconds, 1e-9), 2),
@@ -260,7 +322,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             ),
             "threads": torch.get_num_threads(),
             "processes": processes,
-            "precision": str(cfg.trainer.get("precision", "32-true")),
+            "precision": chosen.resolved,
+            "precision_requested": chosen.requested,
+            "cpu": precision_mod.describe_cpu(),
         },
         "checkpoint": best or str(run_dir / "checkpoints" / "last.ckpt"),
         "data": datamodule.manifest(),
@@ -293,6 +357,12 @@ def main(cfg: DictConfig) -> float | None:
     metric = cfg.recipe.monitor.split("/")[-1]
     value = result["metrics"].get(metric)
     print(f"[toolkit.train] {cfg.recipe.name}/{cfg.attention.name}: {result['metrics']}")
+    b = result["budget"]
+    print(f"[toolkit.train] trained {b['epochs']} epochs / {b['steps']} steps, stopped by "
+          f"{b['stopped_by']}, precision {result['throughput']['precision']}")
+    if b["time_guard_fired"]:
+        print(f"[toolkit.train] WARNING: the time guard trainer.max_time={b['max_time']} fired "
+              f"before the budget (max_epochs={b['max_epochs']}, max_steps={b['max_steps']})")
     print(f"[toolkit.train] run folder: {run_dir}")
     return value
 

@@ -1,0 +1,96 @@
+"""trainer.precision=auto: bf16 only where the hardware runs it, with the capability faked
+both ways; an explicit bf16 request on an emulating machine fails with a clear message; no
+shipped config forces a precision."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from toolkit import precision
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+AVX2_ONLY = {"avx2": True, "avx512_f": True, "avx512_bf16": False, "amx_bf16": False}
+SAPPHIRE = {"avx2": True, "avx512_f": True, "avx512_bf16": True, "amx_bf16": True}
+
+
+@pytest.fixture
+def fake_cpu(monkeypatch):
+    def set_flags(flags: dict[str, bool]) -> None:
+        monkeypatch.setattr(precision, "cpu_flags", lambda: dict(flags))
+        monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: False)
+
+    return set_flags
+
+
+def test_native_detection_reads_the_bf16_flags(fake_cpu):
+    assert precision.cpu_bf16_native(SAPPHIRE)
+    assert precision.cpu_bf16_native({"avx512_bf16": True})
+    assert precision.cpu_bf16_native({"amx_bf16": True})
+    assert not precision.cpu_bf16_native(AVX2_ONLY)  # AVX512 without BF16 still emulates
+    assert not precision.cpu_bf16_native({})
+
+
+def test_auto_picks_bf16_only_where_native(fake_cpu):
+    fake_cpu(SAPPHIRE)
+    chosen = precision.resolve("auto", "cpu")
+    assert (chosen.requested, chosen.resolved) == ("auto", "bf16-mixed")
+    assert precision.resolve("bf16-mixed", "cpu").resolved == "bf16-mixed"
+    fake_cpu(AVX2_ONLY)
+    chosen = precision.resolve("auto", "cpu")
+    assert (chosen.requested, chosen.resolved) == ("auto", "32-true")
+    assert "not native" in chosen.reason
+
+
+@pytest.mark.parametrize("asked", ["bf16-mixed", "bf16-true", "bf16"])
+def test_explicit_bf16_where_emulated_is_a_clear_error(fake_cpu, asked):
+    fake_cpu(AVX2_ONLY)
+    with pytest.raises(precision.PrecisionError) as err:
+        precision.resolve(asked, "cpu")
+    message = str(err.value)
+    assert f"trainer.precision={asked}" in message
+    assert "not native" in message and "trainer.precision=auto" in message
+
+
+@pytest.mark.parametrize("asked", ["32-true", "32", "64-true", "16-mixed"])
+def test_other_precisions_are_kept(fake_cpu, asked):
+    fake_cpu(AVX2_ONLY)
+    assert precision.resolve(asked, "cpu").resolved == asked
+
+
+def test_describe_cpu_names_the_bf16_support(fake_cpu):
+    fake_cpu(AVX2_ONLY)
+    assert "bf16 emulated" in precision.describe_cpu()
+    fake_cpu(SAPPHIRE)
+    assert "AVX512-BF16" in precision.describe_cpu()
+
+
+def _yaml_values(node, path=""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _yaml_values(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _yaml_values(v, f"{path}[{i}]")
+    else:
+        yield path, node
+
+
+def test_no_shipped_config_forces_a_precision():
+    """Every precision in conf/ is `auto`, and no override list (profiles, recipe report
+    budgets, experiments) sets trainer.precision: the machine decides."""
+    files = sorted(CONF.rglob("*.yaml"))
+    assert len(files) > 20
+    seen = 0
+    for f in files:
+        data = OmegaConf.to_container(OmegaConf.load(f), resolve=False)
+        for key, value in _yaml_values(data):
+            if key.endswith("precision"):
+                seen += 1
+                assert value == "auto", f"{f}: {key}={value}"
+            if isinstance(value, str):
+                assert not re.search(r"precision=", value), f"{f}: {key}: {value}"
+    assert seen >= 3  # cpu, gpu, fsdp trainers and evaluate
