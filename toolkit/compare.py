@@ -249,6 +249,27 @@ def check_attentions(grid: list[RunSpec]) -> None:
         raise ValueError(f"unknown attention type(s) {bad}; valid choices: {', '.join(names)}")
 
 
+def intro_text(cfg: DictConfig, grid: list[RunSpec], specs: dict[str, RecipeReport]) -> str:
+    """The paragraph at the top of the report: what was run, on what, and how to run more."""
+    from toolkit.precision import describe_cpu
+
+    seeds = sorted({s.seed for s in grid})
+    per_recipe = []
+    for name in specs:
+        types = list(dict.fromkeys(s.attention for s in grid if s.recipe == name))
+        if types:
+            per_recipe.append(f"{name} ({', '.join(types)})")
+    description = str(cfg.profile.get("description") or "").strip()
+    return (
+        f"Profile `{cfg.profile.name}`: {len(grid)} training runs, "
+        f"{'seed ' if len(seeds) == 1 else 'seeds '}{', '.join(map(str, seeds))}, over "
+        f"{'; '.join(per_recipe)}. Each run trains its recipe's model with the attention type "
+        "of its row, then scores it on the recipe's held-out test set; `budget` is the "
+        "planned training budget, `trained` what the run did. Machine: "
+        f"{describe_cpu()}. " + description
+    ).strip()
+
+
 def compare(cfg: DictConfig) -> Path:
     """Plan, run (unless ``run=false``) and report; returns the report's index.html."""
     specs = {name: recipe_report(name) for name in select_recipes(cfg)}
@@ -268,7 +289,8 @@ def compare(cfg: DictConfig) -> Path:
         rows = collect_grid(grid)
     wall = time.perf_counter() - started
     command = "python -m toolkit.compare " + " ".join(sys.argv[1:])
-    index = build_report(rows, cfg.out, specs, command=command)
+    index = build_report(rows, cfg.out, specs, command=command,
+                         intro=intro_text(cfg, grid, specs))  # fmt: skip
     done = sum(r.ok for r in rows)
     print(f"[compare] {done}/{len(rows)} runs finished; grid wall time {wall:.0f} s")
     print(Path(cfg.out, "results.md").read_text(encoding="utf-8"))

@@ -127,8 +127,11 @@ class Row:
     attention: str
     seed: Any
     model: str = ""
-    budget: str = ""  # training budget from config.yaml (epochs, time, data limit)
+    budget: str = ""  # planned training budget from config.yaml, in words
     status: str = "ok"
+    trained: str = ""  # what was trained (metrics.json budget); says when the guard fired
+    guard_fired: bool = False
+    samples: list[dict[str, Any]] = field(default_factory=list)
     run_dir: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     costs: dict[str, float | None] = field(default_factory=dict)
@@ -155,8 +158,15 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def _count(n: Any, unit: str) -> str:
+    n = int(n) if float(n).is_integer() else float(n)
+    return f"{n:,} {unit}" + ("" if n == 1 else "s")
+
+
 def budget_of(run_dir: Path) -> str:
-    """``"5 ep"``, ``"12 ep ≤ 00:00:03:00"``, ``"2 ep, limit 60"`` from the run's config.yaml."""
+    """The planned training budget in words from the run's config.yaml: ``"2 epochs"``,
+    ``"600 steps"``, ``"2 epochs, 3,000 scenes"``. ``trainer.max_time`` is a guard, not a
+    budget: whether it fired is shown beside what was trained (:func:`trained_of`)."""
     try:
         from omegaconf import OmegaConf
 
@@ -165,15 +175,43 @@ def budget_of(run_dir: Path) -> str:
         return ""
     trainer = cfg.get("trainer") or {}
     parts = []
-    if trainer.get("max_epochs") is not None:
-        parts.append(f"{trainer.get('max_epochs')} ep")
-    if trainer.get("max_time"):
-        parts.append(f"≤ {trainer.get('max_time')}")
-    if trainer.get("limit_train_batches") not in (None, 1.0):
-        parts.append(f"{trainer.get('limit_train_batches')} batches")
-    limit = (cfg.get("data") or {}).get("limit")
-    text = " ".join(parts)
-    return f"{text}, limit {limit}" if limit else text
+    steps = trainer.get("max_steps")
+    if steps not in (None, -1):
+        parts.append(_count(steps, "step"))
+    elif trainer.get("max_epochs") is not None:
+        parts.append(_count(trainer.get("max_epochs"), "epoch"))
+    elif trainer.get("max_time"):
+        parts.append(f"time {trainer.get('max_time')}")
+    batches = trainer.get("limit_train_batches")
+    if batches not in (None, 1.0):
+        parts.append(f"{batches} batches per epoch")
+    data = cfg.get("data") or {}
+    if data.get("limit"):
+        parts.append(f"limit {data.get('limit')}")
+    scenes = (data.get("scenes") or {}).get("train") if data.get("format") == "scenes" else None
+    if scenes and scenes != 10000:
+        parts.append(f"{scenes:,} scenes")
+    return ", ".join(parts)
+
+
+def trained_of(m: dict[str, Any]) -> tuple[str, bool]:
+    """What a run actually trained (metrics.json ``budget``), and whether the time guard
+    stopped it before its budget: ``("1.4 of 2 epochs (350 steps), time guard fired", True)``."""
+    b = m.get("budget") or {}
+    if not b:
+        epochs = m.get("epochs")
+        return (_count(epochs, "epoch") if epochs is not None else ""), False
+    steps = _count(b.get("steps", 0), "step")
+    if b.get("max_steps") is not None:
+        text = f"{b.get('steps', 0):,} of {_count(b['max_steps'], 'step')}"
+    elif b.get("max_epochs") is not None:
+        text = f"{b.get('epochs')} of {_count(b['max_epochs'], 'epoch')} ({steps})"
+    else:
+        text = f"{_count(b.get('epochs', 0), 'epoch')} ({steps})"
+    fired = bool(b.get("time_guard_fired"))
+    if fired:
+        text += f", time guard {b.get('max_time')} fired"
+    return text, fired
 
 
 def load_run(run_dir: str | Path, expected: dict[str, Any] | None = None) -> Row:
@@ -201,6 +239,7 @@ def load_run(run_dir: str | Path, expected: dict[str, Any] | None = None) -> Row
         for k, v in (m.get("metrics") or {}).items()
         if isinstance(v, (int, float)) and not isinstance(v, bool)
     }
+    trained, fired = trained_of(m)
     return Row(
         recipe=str(m.get("recipe", expected.get("recipe", "?"))),
         attention=str(m.get("attention", expected.get("attention", "?"))),
@@ -209,6 +248,10 @@ def load_run(run_dir: str | Path, expected: dict[str, Any] | None = None) -> Row
         budget=budget_of(run_dir),
         status="reused" if side.get("status") == "reused" else "ok",
         run_dir=str(run_dir),
+        trained=trained,
+        guard_fired=fired,
+        samples=samples_of(m),
+        note="time guard fired before the budget" if fired else "",
         metrics=metrics,
         costs={
             "train_s": m.get("train_seconds"),
@@ -218,6 +261,45 @@ def load_run(run_dir: str | Path, expected: dict[str, Any] | None = None) -> Row
             "params": m.get("params"),
         },
     )
+
+
+def samples_of(m: dict[str, Any], limit: int = 5) -> list[dict[str, Any]]:
+    """A few test outputs with their references (metrics.json ``samples``), flat strings."""
+    out = []
+    for item in (m.get("samples") or [])[:limit]:
+        if isinstance(item, dict):
+            out.append({str(k): ("; ".join(map(str, v)) if isinstance(v, list) else v)
+                        for k, v in item.items()})  # fmt: skip
+    return out
+
+
+def degenerate(texts: Sequence[str]) -> dict[str, int]:
+    """Outputs that show a broken model: ``empty`` ones and ``looping`` ones (a word said
+    three times in a row, or a word trigram that occurs three times)."""
+    empty = looping = 0
+    for text in texts:
+        words = str(text).split()
+        if not words:
+            empty += 1
+            continue
+        run = any(words[i] == words[i + 1] == words[i + 2] for i in range(len(words) - 2))
+        grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+        repeated = any(grams.count(g) >= 3 for g in set(grams))
+        looping += run or repeated
+    return {"outputs": len(texts), "empty": empty, "looping": looping}
+
+
+OUTPUT_KEYS = ("translation", "hypothesis", "hyp", "predicted", "output")
+
+
+def sample_outputs(samples: Sequence[dict[str, Any]]) -> list[str]:
+    """The model-output field of each sample (the first of :data:`OUTPUT_KEYS` present)."""
+    out = []
+    for s in samples:
+        key = next((k for k in OUTPUT_KEYS if k in s), None)
+        if key is not None:
+            out.append(str(s[key]))
+    return out
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -305,8 +387,8 @@ def run_table(spec: RecipeReport, rows: Sequence[Row]) -> Table:
     its status and empty cells."""
     rows = fill_models(rows)
     diags = diagnostics_of(spec, rows)
-    header = ["model", "budget", "attention", "seed", "status", *spec.metrics, *diags,
-              *COST_COLUMNS.values()]  # fmt: skip
+    header = ["model", "budget", "attention", "seed", "status", "trained", *spec.metrics,
+              *diags, *COST_COLUMNS.values()]  # fmt: skip
     out = []
     for r in sorted(rows, key=_sort_key):
         out.append(
@@ -316,6 +398,7 @@ def run_table(spec: RecipeReport, rows: Sequence[Row]) -> Table:
                 r.attention,
                 str(r.seed),
                 r.status,
+                r.trained or "—",
                 *[r.metrics.get(k) for k in (*spec.metrics, *diags)],
                 *[r.costs.get(k) for k in COST_COLUMNS],
             ]
@@ -426,8 +509,50 @@ def write_summary_csv(rows: Sequence[Row], specs: dict[str, RecipeReport], path:
                                 planned])  # fmt: skip
 
 
-def write_markdown(rows: Sequence[Row], specs: dict[str, RecipeReport], path: Path) -> str:
+def sample_groups(rows: Sequence[Row]) -> list[tuple[Row, list[dict[str, Any]]]]:
+    """The samples of the first finished run of each (model, attention)."""
+    out = []
+    for members in group_rows([r for r in rows if r.ok]).values():
+        first = next((r for r in members if r.samples), None)
+        if first is not None:
+            out.append((first, first.samples))
+    return out
+
+
+def health_line(row: Row) -> str:
+    """``"5 outputs shown: 0 empty, 0 looping"`` for a run's samples."""
+    d = degenerate(sample_outputs(row.samples))
+    return f"{d['outputs']} outputs shown: {d['empty']} empty, {d['looping']} looping"
+
+
+def _md_cell(v: Any) -> str:
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def samples_markdown(rows: Sequence[Row]) -> list[str]:
+    parts: list[str] = []
+    for row, samples in sample_groups(rows):
+        keys = list(dict.fromkeys(k for s in samples for k in s))
+        parts += [f"Sample test outputs, {row.model}/{row.attention} seed {row.seed} "
+                  f"({health_line(row)}):", "",  # fmt: skip
+                  "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        parts += ["| " + " | ".join(_md_cell(s.get(k, "")) for k in keys) + " |" for s in samples]
+        parts.append("")
+    return parts
+
+
+def guard_lines(rows: Sequence[Row]) -> list[str]:
+    fired = [r for r in rows if r.guard_fired]
+    return [f"**Time guard fired** (trained less than its budget): {r.attention} seed {r.seed}, "
+            f"{r.trained}" for r in fired] + ([""] if fired else [])  # fmt: skip
+
+
+def write_markdown(
+    rows: Sequence[Row], specs: dict[str, RecipeReport], path: Path, intro: str = ""
+) -> str:
     parts = ["# Attention comparison", ""]
+    if intro:
+        parts += [intro.strip(), ""]
     for name in sorted(specs):
         spec = specs[name]
         mine = [r for r in rows if r.recipe == name]
@@ -443,6 +568,8 @@ def write_markdown(rows: Sequence[Row], specs: dict[str, RecipeReport], path: Pa
             "",
             run_table(spec, mine).markdown(),
             "",
+            *guard_lines(mine),
+            *samples_markdown(mine),
         ]
     text = "\n".join(parts)
     path.write_text(text, encoding="utf-8")
@@ -454,8 +581,10 @@ def build_report(
     out_dir: str | Path,
     specs: dict[str, RecipeReport] | None = None,
     command: str = "",
+    intro: str = "",
 ) -> Path:
-    """Write results.csv, summary.csv, results.md and index.html; returns index.html."""
+    """Write results.csv, summary.csv, results.md and index.html; returns index.html.
+    ``intro``: a paragraph for the top of both pages (what was run, how to run more)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = fill_models(disambiguate(rows))
@@ -465,10 +594,10 @@ def build_report(
             specs[name] = recipe_report(name)
     write_csv(rows, specs, out / "results.csv")
     write_summary_csv(rows, specs, out / "summary.csv")
-    write_markdown(rows, specs, out / "results.md")
+    write_markdown(rows, specs, out / "results.md", intro=intro)
     from toolkit.viz.report import write_html
 
-    write_html(rows, specs, out / "index.html", command=command)
+    write_html(rows, specs, out / "index.html", command=command, intro=intro)
     return out / "index.html"
 
 

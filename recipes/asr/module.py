@@ -209,6 +209,10 @@ class ASRModule(RecipeModule):
                 "test_audio_seconds": round(self._test_audio, 1),
                 "threads": torch.get_num_threads(),
             },
+            "samples": [  # the first condition (clean) as the report shows them
+                {"reference": r, "hypothesis": h}
+                for r, h, _ in (self._test[min(self._test)] if self._test else [])[:5]
+            ],
             "examples": {
                 (names[c] if c < len(names) else f"condition{c}"): [
                     {"ref": r, "hyp": h} for r, h, _ in rows[:3]

@@ -114,12 +114,23 @@ class SentimentModule(RecipeModule):
                 "matrix": self.test_cm.compute().tolist(),  # rows = true, cols = predicted
             },
             "test_examples": n,
+            "samples": self._samples(5),
         }
         for key, value in metrics.items():
             self.log(f"test/{key}", value)
         self.test_acc.reset()
         self.test_f1.reset()
         self.test_cm.reset()
+
+    def _samples(self, n: int) -> list[dict[str, str]]:
+        """The first ``n`` test sentences with their label and the model's prediction."""
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if dm is None or n <= 0:
+            return []
+        pairs = dm.examples("test", n)
+        preds = self._pooling_weights(dm, pairs)
+        return [{"text": text, "label": label, "predicted": self.label_map.decode(pred)}
+                for (text, label), (_, _, pred, _) in zip(pairs, preds, strict=True)]  # fmt: skip
 
     def test_metrics(self) -> dict[str, Any]:
         return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self._results.items()}

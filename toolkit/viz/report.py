@@ -20,8 +20,10 @@ from toolkit.report import (
     diagnostics_of,
     fmt,
     group_rows,
+    health_line,
     mean_std,
     run_table,
+    sample_groups,
     summary_table,
     summary_values,
 )
@@ -44,6 +46,12 @@ DIAGNOSTIC_HELP = {
 
 
 # ----- plots ------------------------------------------------------------------------------
+def _inline_code(text: str) -> str:
+    """Escape ``text``; spans in backticks become <code>."""
+    pieces = html.escape(text.strip()).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces))
+
+
 def _png_data_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
@@ -182,10 +190,10 @@ figure{margin:0;border:1px solid #ddd;padding:6px;max-width:560px}
 figure.plotfig{max-width:100%}
 figure img{max-width:100%;height:auto} figcaption{font-size:12px;color:#555}
 .plots{display:flex;flex-wrap:wrap;gap:12px} .plot{max-width:100%}
-.meta{color:#666;font-size:13px} code{background:#f3f3f3;padding:0 3px}
+.meta{color:#666;font-size:13px} .intro{max-width:60em} .warn{color:#a00} code{background:#f3f3f3;padding:0 3px}
 """
 
-TEXT_COLUMNS = {"model", "budget", "attention", "seed", "status", "runs"}
+TEXT_COLUMNS = {"model", "budget", "attention", "seed", "status", "runs", "trained"}
 
 
 def table_html(table: Table, table_id: str, best_col: str | None = None, higher=True) -> str:
@@ -248,6 +256,26 @@ def gallery_html(rows: Sequence[Row], per_run: int) -> str:
     return f'<div class="gallery">{"".join(figures)}</div>'
 
 
+def samples_html(rows: Sequence[Row]) -> str:
+    """A few test outputs beside their references, per (model, attention)."""
+    esc = html.escape
+    parts = []
+    for row, samples in sample_groups(rows):
+        keys = list(dict.fromkeys(k for s in samples for k in s))
+        head = "".join(f'<th class="txt">{esc(k)}</th>' for k in keys)
+        body = "".join(
+            "<tr>" + "".join(f'<td class="txt">{esc(str(s.get(k, "")))}</td>' for k in keys)
+            + "</tr>" for s in samples
+        )  # fmt: skip
+        parts.append(
+            f'<p class="meta">{esc(row.model)}/{esc(row.attention)} · seed {esc(str(row.seed))}'
+            f" · {esc(health_line(row))}</p>"
+            f'<div class="scroll"><table class="samples"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>"
+        )
+    return "".join(parts) or '<p class="meta">these runs wrote no samples.</p>'
+
+
 def write_html(
     rows: Sequence[Row],
     specs: dict[str, RecipeReport],
@@ -255,6 +283,7 @@ def write_html(
     title: str = "Attention comparison",
     command: str = "",
     pictures_per_run: int = 3,
+    intro: str = "",
 ) -> None:
     esc = html.escape
     n_ok = sum(r.ok for r in rows)
@@ -263,6 +292,7 @@ def write_html(
         f"<h1>{esc(title)}</h1>",
         f'<p class="meta">{n_ok} of {len(rows)} runs finished · {len(specs)} recipes · '
         f"generated {when}" + (f" · <code>{esc(command)}</code>" if command else "") + "</p>",
+        *([f'<p class="intro">{_inline_code(intro)}</p>'] if intro else []),
         "<h2>Summary (mean ± std over seeds)</h2>",
     ]
     for name in sorted(specs):
@@ -311,6 +341,10 @@ def write_html(
             + "</ul>",
             "<h3>Every run</h3>",
             table_html(run_table(spec, mine), f"runs-{name}"),
+            *[f'<p class="warn">time guard fired: {esc(r.attention)} seed {esc(str(r.seed))} '
+              f"trained {esc(r.trained)}</p>" for r in mine if r.guard_fired],
+            "<h3>Sample outputs</h3>",
+            samples_html(mine),
             "<h3>Attention pictures</h3>",
             gallery_html(mine, pictures_per_run),
         ]
