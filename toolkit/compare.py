@@ -45,6 +45,7 @@ from toolkit.report import (
 from toolkit.runs import import_object, write_text_atomic
 
 log = logging.getLogger(__name__)
+_RUNNING: set[int] = set()  # process-group ids of the trainings running now
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
@@ -104,7 +105,7 @@ def plan(cfg: DictConfig, specs: dict[str, RecipeReport]) -> list[RunSpec]:
         own = spec.overrides(str(profile.name))
         if own is None:
             own = [str(o) for o in (profile.get("default_recipe_overrides") or [])]
-        for attention in user_attentions or spec.attentions:
+        for attention in user_attentions or spec.attentions_for(str(profile.name)):
             for seed in seeds:
                 grid.append(
                     RunSpec(
@@ -137,6 +138,7 @@ def execute(spec: RunSpec, python: str, timeout_s: float | None) -> dict[str, An
     started = time.perf_counter()
     with open(spec.run_dir / "stdout.log", "w", encoding="utf-8") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        _RUNNING.add(proc.pid)
         timed_out = threading.Event()
 
         def stop() -> None:
@@ -154,6 +156,7 @@ def execute(spec: RunSpec, python: str, timeout_s: float | None) -> dict[str, An
             proc.wait()
             raise
         finally:
+            _RUNNING.discard(proc.pid)
             if timer:
                 timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -187,34 +190,60 @@ def stale(spec: RunSpec, python: str) -> bool:
 
 
 def run_grid(
-    grid: list[RunSpec], python: str, timeout_s: float | None, force: bool = False
+    grid: list[RunSpec], python: str, timeout_s: float | None, force: bool = False,
+    jobs: int = 1,
 ) -> list[Row]:
-    """Run what is not done yet, one after another; returns a row per planned run."""
-    rows = []
+    """Run what is not done yet, ``jobs`` runs at a time (each its own process; one after
+    another with ``jobs=1``); returns a row per planned run, in grid order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    statuses: dict[int, str] = {}
+    todo = []
     for i, spec in enumerate(grid, 1):
         tag = f"[compare] {i}/{len(grid)} {spec.recipe}/{spec.attention} seed {spec.seed}"
         if is_done(spec.run_dir) and not force:
             print(f"{tag}: reused {spec.run_dir}", flush=True)
-            status = "reused"
+            statuses[i] = "reused"
             if stale(spec, python):
                 print(f"{tag}: note: it was trained with other overrides than the current "
                       "profile's (force=true re-runs)", flush=True)  # fmt: skip
         else:
-            print(f"{tag}: running → {spec.run_dir}", flush=True)
-            info = execute(spec, python, timeout_s)
-            status = info["status"]
-            print(
-                f"{tag}: {status} in {info['wall_seconds']:.0f} s, "
-                f"peak RSS {info['peak_rss_mib']:.0f} MiB" + (
-                    f" — {info.get('error', '')} (log: {spec.run_dir / 'stdout.log'})"
-                    if status != "ok" else ""),
-                flush=True,
-            )  # fmt: skip
+            todo.append((i, tag, spec))
+
+    def one(item: tuple[int, str, RunSpec]) -> None:
+        i, tag, spec = item
+        print(f"{tag}: running → {spec.run_dir}", flush=True)
+        info = execute(spec, python, timeout_s)
+        statuses[i] = info["status"]
+        print(
+            f"{tag}: {info['status']} in {info['wall_seconds']:.0f} s, "
+            f"peak RSS {info['peak_rss_mib']:.0f} MiB" + (
+                f" — {info.get('error', '')} (log: {spec.run_dir / 'stdout.log'})"
+                if info["status"] != "ok" else ""),
+            flush=True,
+        )  # fmt: skip
+
+    if jobs <= 1:
+        for item in todo:
+            one(item)
+    else:
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        try:
+            list(pool.map(one, todo))  # re-raises a worker's exception here
+        except BaseException:  # Ctrl-C / SIGTERM: stop every running training too
+            for pid in list(_RUNNING):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGTERM)
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    rows = []
+    for i, spec in enumerate(grid, 1):
         row = load_run(
             spec.run_dir,
             expected={"recipe": spec.recipe, "attention": spec.attention, "seed": spec.seed},
         )
-        if status == "reused" and row.ok:
+        if statuses.get(i) == "reused" and row.ok:
             row.status = "reused"
         rows.append(row)
     return rows
@@ -233,7 +262,11 @@ def select_recipes(cfg: DictConfig) -> list[str]:
     names = _as_list(cfg.get("recipes"))
     known = recipe_names(CONF_DIR)
     if names is None:
-        return [n for n in known if landed(n)]
+        # the profile's `first` recipes lead (the longest runs, so parallel jobs end
+        # together), the others follow in name order
+        first = [str(n) for n in (_as_list(cfg.profile.get("first")) or []) if n in known]
+        ordered = first + [n for n in known if n not in first]
+        return [n for n in ordered if landed(n)]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"unknown recipe(s) {unknown}; valid choices: {', '.join(known)}")
@@ -284,7 +317,8 @@ def compare(cfg: DictConfig) -> Path:
     started = time.perf_counter()
     if cfg.get("run", True):
         timeout = cfg.profile.get("timeout_s")
-        rows = run_grid(grid, python, float(timeout) if timeout else None, bool(cfg.force))
+        jobs = int(cfg.get("jobs") or cfg.profile.get("jobs") or 1)
+        rows = run_grid(grid, python, float(timeout) if timeout else None, bool(cfg.force), jobs)
     else:
         rows = collect_grid(grid)
     wall = time.perf_counter() - started

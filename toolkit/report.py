@@ -47,10 +47,16 @@ class RecipeReport:
     attentions: list[str] = field(default_factory=lambda: ["additive", "multihead"])
     diagnostics: list[str] | None = None  # None = every attention_* key found in the runs
     profiles: dict[str, list[str]] = field(default_factory=dict)  # profile -> overrides
+    # profile -> attention types (`attentions_<profile>:` in the block), else `attentions`
+    profile_attentions: dict[str, list[str]] = field(default_factory=dict)
 
     def overrides(self, profile: str) -> list[str] | None:
         """The recipe's overrides for ``profile`` (None = the recipe gave none)."""
         return self.profiles.get(profile)
+
+    def attentions_for(self, profile: str) -> list[str]:
+        """The attention types ``profile`` compares for this recipe."""
+        return self.profile_attentions.get(profile) or self.attentions
 
 
 def report_from_config(name: str, cfg: Any) -> RecipeReport:
@@ -72,12 +78,17 @@ def report_from_config(name: str, cfg: Any) -> RecipeReport:
         higher = recipe.get("monitor_mode", "max") != "min"
     attentions = list(block.pop("attentions", None) or ["additive", "multihead"])
     diagnostics = block.pop("diagnostics", None)
+    profile_attentions = {
+        k.removeprefix("attentions_"): [str(a) for a in block.pop(k)]
+        for k in [k for k in block if k.startswith("attentions_")]
+    }
     profiles = {k: [str(o) for o in v] for k, v in block.items() if isinstance(v, list)}
     unknown = sorted(k for k, v in block.items() if not isinstance(v, list))
     if unknown:
         raise ValueError(
             f"recipe {name!r}: unknown report keys {unknown}; valid: metrics, primary, "
-            "higher_is_better, attentions, diagnostics, and one override list per profile"
+            "higher_is_better, attentions, attentions_<profile>, diagnostics, and one "
+            "override list per profile"
         )
     return RecipeReport(
         name=name,
@@ -87,6 +98,7 @@ def report_from_config(name: str, cfg: Any) -> RecipeReport:
         attentions=attentions,
         diagnostics=list(diagnostics) if diagnostics is not None else None,
         profiles=profiles,
+        profile_attentions=profile_attentions,
     )
 
 

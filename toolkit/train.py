@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -351,7 +352,11 @@ def pin_run_dir(run_dir: Path) -> None:
 def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     pin_run_dir(run_dir)
-    result = train(cfg, run_dir)
+    try:
+        result = train(cfg, run_dir)
+    except precision_mod.PrecisionError as err:  # a clear message, not a traceback
+        print(f"[toolkit.train] error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     if not result:  # a DDP rank other than 0: rank 0 reports
         return None
     metric = cfg.recipe.monitor.split("/")[-1]

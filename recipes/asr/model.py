@@ -51,6 +51,7 @@ class CTCAttentionASR(nn.Module):
         positions: str = "sinusoidal",
         spec_augment: Mapping[str, Any] | None = None,
         kernel_size: int = 15,
+        subsample_channels: int = 64,
         blank: int = 0,
         eos: int = 1,
         never: Sequence[int] = (),
@@ -63,6 +64,7 @@ class CTCAttentionASR(nn.Module):
         self.encoder = SpeechEncoder(
             embed_dim, num_heads, encoder_layers, ffn_dim, dropout, layer, attention,
             attention_options, positions, spec_augment=spec_augment, kernel_size=kernel_size,
+            subsample_channels=subsample_channels,
         )  # fmt: skip
         self.ctc_head = nn.Linear(embed_dim, vocab_size)
         self.embed = nn.Embedding(vocab_size, embed_dim)

@@ -25,7 +25,7 @@ def test_epoch_budget_is_recorded(compose_cfg, tmp_path):
 
 
 def test_step_budget_stops_inside_an_epoch(compose_cfg, tmp_path):
-    cfg = compose_cfg("recipe=sentiment", "trainer.max_epochs=null", "+trainer.max_steps=6",
+    cfg = compose_cfg("recipe=sentiment", "trainer.max_epochs=null", "trainer.max_steps=6",
                       *TINY)  # fmt: skip
     budget = train(cfg, tmp_path / "run")["budget"]
     assert (budget["stopped_by"], budget["steps"], budget["epochs"]) == ("max_steps", 6, 1.5)

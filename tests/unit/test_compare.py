@@ -356,3 +356,28 @@ def test_same_seed_runs_are_not_averaged_and_evaluations_skipped(tmp_path):
     assert [(r[1], r[3], r[4]) for r in summary.rows] == [
         ("cnn", "1/1", "0.7000"), ("effnet", "1/1", "0.9000"),
     ]  # fmt: skip
+
+
+def test_parallel_jobs_run_everything_once_in_grid_order(grid, monkeypatch):
+    """jobs=2: every unfinished run executes once, two at a time, rows stay in grid order."""
+    import threading
+    import time as _time
+
+    ran, active, peak = [], [0], [0]
+    lock = threading.Lock()
+
+    def fake_execute(spec, python, timeout_s):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        _time.sleep(0.2)
+        write_run(spec.run_dir, spec.attention, spec.seed, 0.7)
+        with lock:
+            active[0] -= 1
+            ran.append(spec.run_dir)
+        return {"status": "ok", "wall_seconds": 0.2, "peak_rss_mib": 1.0}
+
+    monkeypatch.setattr(compare, "execute", fake_execute)
+    rows = compare.run_grid(grid, sys.executable, None, force=True, jobs=2)
+    assert sorted(ran) == sorted(s.run_dir for s in grid) and peak[0] == 2
+    assert [(r.attention, r.seed) for r in rows] == [(s.attention, s.seed) for s in grid]

@@ -204,6 +204,8 @@ class SpeechEncoder(nn.Module):
         positions: ``sinusoidal`` | ``learned`` | ``none`` (added after subsampling).
         n_mels: front-end mel bins; ``spec_augment``: options of ``SpecAugment`` or None.
         kernel_size: Conformer depthwise kernel.
+        subsample_channels: channels of the two convolutions of the x4 subsampling (their
+            backward pass is the largest single cost of a training step on CPU).
     """
 
     def __init__(
@@ -220,11 +222,12 @@ class SpeechEncoder(nn.Module):
         n_mels: int = 80,
         spec_augment: Mapping[str, Any] | None = None,
         kernel_size: int = 15,
+        subsample_channels: int = 64,
     ) -> None:
         super().__init__()
         self.frontend = LogMelFrontend(n_mels=n_mels)
         self.spec_augment = SpecAugment(**spec_augment) if spec_augment is not None else None
-        self.subsample = Conv2dSubsampling(n_mels, embed_dim)
+        self.subsample = Conv2dSubsampling(n_mels, embed_dim, subsample_channels)
         self.positions = build_positions(positions, embed_dim, max_len=2048, dropout=dropout)
         options = {"attention": attention, "attention_options": attention_options,
                    "ffn_dim": ffn_dim, "dropout": dropout}  # fmt: skip
