@@ -293,13 +293,15 @@ def intro_text(cfg: DictConfig, grid: list[RunSpec], specs: dict[str, RecipeRepo
         if types:
             per_recipe.append(f"{name} ({', '.join(types)})")
     description = str(cfg.profile.get("description") or "").strip()
+    jobs = int(cfg.get("jobs") or cfg.profile.get("jobs") or 1)
+    parallel = f" {jobs} runs at a time, so their times share the machine." if jobs > 1 else ""
     return (
         f"Profile `{cfg.profile.name}`: {len(grid)} training runs, "
         f"{'seed ' if len(seeds) == 1 else 'seeds '}{', '.join(map(str, seeds))}, over "
         f"{'; '.join(per_recipe)}. Each run trains its recipe's model with the attention type "
         "of its row, then scores it on the recipe's held-out test set; `budget` is the "
         "planned training budget, `trained` what the run did. Machine: "
-        f"{describe_cpu()}. " + description
+        f"{describe_cpu()}.{parallel} " + description
     ).strip()
 
 

@@ -381,3 +381,19 @@ def test_parallel_jobs_run_everything_once_in_grid_order(grid, monkeypatch):
     rows = compare.run_grid(grid, sys.executable, None, force=True, jobs=2)
     assert sorted(ran) == sorted(s.run_dir for s in grid) and peak[0] == 2
     assert [(r.attention, r.seed) for r in rows] == [(s.attention, s.seed) for s in grid]
+
+
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_budgets_are_epochs_or_steps_never_minutes(profile):
+    """Every recipe's default and each profile's budget is epochs or steps (a slower machine
+    trains the same model); `trainer.max_time` may only be a guard, never a profile's budget."""
+    prof = OmegaConf.load(Path(compare.CONF_DIR) / "profile" / f"{profile}.yaml")
+    for name in report.recipe_names():
+        spec = report.recipe_report(name)
+        own = spec.overrides(profile)
+        own = own if own is not None else list(prof.default_recipe_overrides)
+        overrides = [*own, *prof.overrides]
+        assert not [o for o in overrides if "max_time" in o], (name, overrides)
+        cfg = report.compose_train([f"recipe={name}", *overrides])
+        epochs, steps = cfg.trainer.max_epochs, cfg.trainer.get("max_steps", -1)
+        assert (epochs is not None and epochs > 0) or steps > 0, (name, epochs, steps)
