@@ -190,7 +190,10 @@ def stale(spec: RunSpec, python: str) -> bool:
 
 
 def run_grid(
-    grid: list[RunSpec], python: str, timeout_s: float | None, force: bool = False,
+    grid: list[RunSpec],
+    python: str,
+    timeout_s: float | None,
+    force: bool = False,
     jobs: int = 1,
 ) -> list[Row]:
     """Run what is not done yet, ``jobs`` runs at a time (each its own process; one after

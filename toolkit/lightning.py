@@ -156,9 +156,19 @@ def read_checkpoint(path: str | os.PathLike[str], require_recipe: bool = True) -
     if path.stat().st_size == 0:
         raise CheckpointError(path, "empty file (a write was interrupted?)")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: the unpickler builds tensors and plain containers only, so a file
+        # can never run code while it is read (a toolkit checkpoint holds nothing else)
+        raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # zip/pickle errors differ by corruption; one message for all
-        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        text = str(err)
+        if "Weights only load failed" in text or "Unsupported global" in text:
+            found = text.split("GLOBAL ", 1)[1].split(" ", 1)[0] if "GLOBAL " in text else "?"
+            raise CheckpointError(
+                path, f"refused: its pickle asks for {found}, which is not a tensor or a plain "
+                "value; a checkpoint is read with torch.load(weights_only=True) and never runs "
+                "code (re-export the weights with python -m toolkit.export format=safetensors)",
+            ) from None  # fmt: skip
+        reason = text.splitlines()[0][:200] if text else type(err).__name__
         raise CheckpointError(
             path, f"unreadable checkpoint (truncated, corrupt or not a PyTorch file): {reason}"
         ) from None
@@ -168,11 +178,64 @@ def read_checkpoint(path: str | os.PathLike[str], require_recipe: bool = True) -
             path, f"not a Lightning checkpoint (a {kind} without 'state_dict'); "
             "expected a file from a toolkit run's checkpoints/ folder",
         )  # fmt: skip
+    cfg = (raw.get("hyper_parameters") or {}).get("cfg") or {}
     if require_recipe:
-        module = ((raw.get("hyper_parameters") or {}).get("cfg") or {}).get("recipe", {})
+        module = cfg.get("recipe", {}) if isinstance(cfg, dict) else {}
         if not isinstance(module, dict) or not module.get("module"):
             raise CheckpointError(path, "not a toolkit checkpoint (no recipe in its config)")
+    check_stored_targets(path, cfg)
     return raw
+
+
+@functools.lru_cache(maxsize=1)
+def allowed_targets() -> frozenset[str]:
+    """Every class or function the shipped configs name (``_target_`` values and the
+    recipes' ``recipe.module``): the only code a checkpoint's stored config may import."""
+    conf = Path(__file__).resolve().parent / "conf"
+    found: set[str] = set()
+
+    def walk(node: Any, key: str = "") -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, str(k))
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, key)
+        elif isinstance(node, str) and key in ("_target_", "module"):
+            found.add(node)
+
+    for f in conf.rglob("*.yaml"):
+        walk(OmegaConf.to_container(OmegaConf.load(f), resolve=False))
+    return frozenset(found)
+
+
+def check_stored_targets(path: str | os.PathLike[str], cfg: Any) -> None:
+    """Refuse a stored config that would import anything but a registered recipe or one of
+    the toolkit's configured classes (``recipe.module`` and every ``_target_``), before
+    anything is imported.
+
+    Raises:
+        CheckpointError: naming the file, the key and the refused dotted path.
+    """
+    allowed = allowed_targets()
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                here = f"{where}.{k}" if where else str(k)
+                is_target = k == "_target_" or (where == "recipe" and k == "module")
+                if is_target and not (isinstance(v, str) and v in allowed):
+                    raise CheckpointError(
+                        path, f"refused: its config names {here}={v!r}, which is not a "
+                        "registered recipe or a class of the toolkit's configs; a checkpoint "
+                        "may only name those (nothing from it is imported or run)",
+                    )  # fmt: skip
+                walk(v, here)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{where}[{i}]")
+
+    walk(cfg, "")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -49,12 +49,16 @@ def cpu_bf16_native(flags: dict[str, bool] | None = None) -> bool:
 
 
 def cuda_bf16_native() -> bool:
-    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False))
+    return bool(
+        torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    )
 
 
 def bf16_native(accelerator: str | None = "cpu") -> bool:
     """Whether bf16 runs natively on ``accelerator`` (``cpu``, ``gpu``/``cuda``, ``auto``)."""
-    if accelerator in ("gpu", "cuda") or (accelerator in (None, "auto") and torch.cuda.is_available()):
+    if accelerator in ("gpu", "cuda") or (
+        accelerator in (None, "auto") and torch.cuda.is_available()
+    ):
         return cuda_bf16_native()
     return cpu_bf16_native()
 
@@ -63,7 +67,9 @@ def describe_cpu() -> str:
     """``"AMD EPYC (AVX2; no AVX512-BF16/AMX)"``: the line every timing is stated with."""
     flags = cpu_flags()
     isa = torch.backends.cpu.get_cpu_capability()
-    bf16 = [n for n, k in (("AVX512-BF16", "avx512_bf16"), ("AMX-BF16", "amx_bf16")) if flags.get(k)]
+    bf16 = [
+        n for n, k in (("AVX512-BF16", "avx512_bf16"), ("AMX-BF16", "amx_bf16")) if flags.get(k)
+    ]
     native = ", ".join(bf16) if bf16 else "no AVX512-BF16/AMX: bf16 emulated"
     return f"{cpu_name()} ({isa}; {native})"
 

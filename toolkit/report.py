@@ -489,7 +489,7 @@ def write_csv(rows: Sequence[Row], specs: dict[str, RecipeReport], path: Path) -
                 metric_cols.append(k)
     header = ["recipe", "model", "budget", "attention", "seed", "status", *metric_cols,
               *COST_COLUMNS]  # fmt: skip
-    header += ["run_dir", "note"]
+    header += ["trained", "run_dir", "note"]
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(header)
@@ -498,7 +498,7 @@ def write_csv(rows: Sequence[Row], specs: dict[str, RecipeReport], path: Path) -
                 [r.recipe, r.model, r.budget, r.attention, r.seed, r.status]
                 + [_csv(r.metrics.get(k)) for k in metric_cols]
                 + [_csv(r.costs.get(k)) for k in COST_COLUMNS]
-                + [r.run_dir, r.note]
+                + [r.trained, r.run_dir, r.note]
             )
 
 
@@ -545,9 +545,13 @@ def samples_markdown(rows: Sequence[Row]) -> list[str]:
     parts: list[str] = []
     for row, samples in sample_groups(rows):
         keys = list(dict.fromkeys(k for s in samples for k in s))
-        parts += [f"Sample test outputs, {row.model}/{row.attention} seed {row.seed} "
-                  f"({health_line(row)}):", "",  # fmt: skip
-                  "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        parts += [
+            f"Sample test outputs, {row.model}/{row.attention} seed {row.seed} "
+            f"({health_line(row)}):",
+            "",  # fmt: skip
+            "| " + " | ".join(keys) + " |",
+            "|" + "---|" * len(keys),
+        ]
         parts += ["| " + " | ".join(_md_cell(s.get(k, "")) for k in keys) + " |" for s in samples]
         parts.append("")
     return parts

@@ -29,9 +29,9 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from toolkit import precision as precision_mod
 from toolkit.attention import available as available_attention
 from toolkit.cli import run_with_key_help
-from toolkit import precision as precision_mod
 from toolkit.lightning import (
     AtomicCheckpointIO,
     ExactResume,
@@ -363,11 +363,15 @@ def main(cfg: DictConfig) -> float | None:
     value = result["metrics"].get(metric)
     print(f"[toolkit.train] {cfg.recipe.name}/{cfg.attention.name}: {result['metrics']}")
     b = result["budget"]
-    print(f"[toolkit.train] trained {b['epochs']} epochs / {b['steps']} steps, stopped by "
-          f"{b['stopped_by']}, precision {result['throughput']['precision']}")
+    print(
+        f"[toolkit.train] trained {b['epochs']} epochs / {b['steps']} steps, stopped by "
+        f"{b['stopped_by']}, precision {result['throughput']['precision']}"
+    )
     if b["time_guard_fired"]:
-        print(f"[toolkit.train] WARNING: the time guard trainer.max_time={b['max_time']} fired "
-              f"before the budget (max_epochs={b['max_epochs']}, max_steps={b['max_steps']})")
+        print(
+            f"[toolkit.train] WARNING: the time guard trainer.max_time={b['max_time']} fired "
+            f"before the budget (max_epochs={b['max_epochs']}, max_steps={b['max_steps']})"
+        )
     print(f"[toolkit.train] run folder: {run_dir}")
     return value
 

@@ -10,7 +10,8 @@ import pytest
 from toolkit import precision
 from toolkit.train import train
 
-TINY = ["data.limit=40", "data.extra_train_domains=[]", "data.batch_size=8", "data.eval_batch_size=16", "threads=1",
+TINY = ["data.limit=40", "data.extra_train_domains=[]", "data.batch_size=8",
+        "data.eval_batch_size=16", "threads=1",
         "attention_examples=0", "trainer.enable_progress_bar=false"]  # fmt: skip
 
 

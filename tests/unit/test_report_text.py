@@ -13,7 +13,9 @@ from toolkit import report
 
 def _run(folder: Path, trainer: dict, budget: dict, samples: list[dict], data: dict | None = None):
     folder.mkdir(parents=True)
-    OmegaConf.save(OmegaConf.create({"trainer": trainer, "data": data or {}}), folder / "config.yaml")
+    OmegaConf.save(
+        OmegaConf.create({"trainer": trainer, "data": data or {}}), folder / "config.yaml"
+    )
     m = {"recipe": "translation", "attention": "multihead", "model": "Seq2SeqTransformer",
          "seed": 1, "metrics": {"bleu": 12.5, "chrf": 40.0}, "train_seconds": 60.0,
          "budget": budget, "samples": samples, "params": 10}  # fmt: skip
@@ -49,8 +51,10 @@ def test_degenerate_outputs_are_counted():
 
 
 def test_report_shows_samples_guard_and_intro(tmp_path):
-    samples = [{"source": "Save file", "reference": "Datei speichern", "translation": "Datei speichern"},
-               {"source": "Cell", "reference": "Zelle", "translation": "Zelle Zelle Zelle"}]  # fmt: skip
+    samples = [
+        {"source": "Save file", "reference": "Datei speichern", "translation": "Datei speichern"},
+        {"source": "Cell", "reference": "Zelle", "translation": "Zelle Zelle Zelle"},
+    ]
     budget = {"max_epochs": 2, "max_steps": None, "epochs": 1.5, "steps": 30,
               "time_guard_fired": True, "max_time": "00:00:01:00"}  # fmt: skip
     _run(tmp_path / "runs" / "r1", {"max_epochs": 2, "max_time": "00:00:01:00"}, budget, samples)

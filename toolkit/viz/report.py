@@ -190,7 +190,8 @@ figure{margin:0;border:1px solid #ddd;padding:6px;max-width:560px}
 figure.plotfig{max-width:100%}
 figure img{max-width:100%;height:auto} figcaption{font-size:12px;color:#555}
 .plots{display:flex;flex-wrap:wrap;gap:12px} .plot{max-width:100%}
-.meta{color:#666;font-size:13px} .intro{max-width:60em} .warn{color:#a00} code{background:#f3f3f3;padding:0 3px}
+.meta{color:#666;font-size:13px} .intro{max-width:60em} .warn{color:#a00}
+code{background:#f3f3f3;padding:0 3px}
 """
 
 TEXT_COLUMNS = {"model", "budget", "attention", "seed", "status", "runs", "trained"}
@@ -341,8 +342,12 @@ def write_html(
             + "</ul>",
             "<h3>Every run</h3>",
             table_html(run_table(spec, mine), f"runs-{name}"),
-            *[f'<p class="warn">time guard fired: {esc(r.attention)} seed {esc(str(r.seed))} '
-              f"trained {esc(r.trained)}</p>" for r in mine if r.guard_fired],
+            *[
+                f'<p class="warn">time guard fired: {esc(r.attention)} seed {esc(str(r.seed))} '
+                f"trained {esc(r.trained)}</p>"
+                for r in mine
+                if r.guard_fired
+            ],
             "<h3>Sample outputs</h3>",
             samples_html(mine),
             "<h3>Attention pictures</h3>",
