@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolkit.metrics.repetition import degenerate
+
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 COMPARE_FILE = "compare.json"
 DIAGNOSTIC_PREFIX = "attention_"
@@ -283,22 +285,6 @@ def samples_of(m: dict[str, Any], limit: int = 5) -> list[dict[str, Any]]:
             out.append({str(k): ("; ".join(map(str, v)) if isinstance(v, list) else v)
                         for k, v in item.items()})  # fmt: skip
     return out
-
-
-def degenerate(texts: Sequence[str]) -> dict[str, int]:
-    """Outputs that show a broken model: ``empty`` ones and ``looping`` ones (a word said
-    three times in a row, or a word trigram that occurs three times)."""
-    empty = looping = 0
-    for text in texts:
-        words = str(text).split()
-        if not words:
-            empty += 1
-            continue
-        run = any(words[i] == words[i + 1] == words[i + 2] for i in range(len(words) - 2))
-        grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
-        repeated = any(grams.count(g) >= 3 for g in set(grams))
-        looping += run or repeated
-    return {"outputs": len(texts), "empty": empty, "looping": looping}
 
 
 OUTPUT_KEYS = ("translation", "hypothesis", "hyp", "predicted", "output")

@@ -18,6 +18,7 @@ from toolkit.data.subword import SubwordTokenizer
 from toolkit.decoding import Hypothesis, beam_search, greedy_search
 from toolkit.lightning import RecipeModule
 from toolkit.metrics.attention import attention_entropy, diagonality, monotonicity
+from toolkit.metrics.repetition import degenerate
 from toolkit.metrics.translation import corpus_scores
 from toolkit.viz.text import attention_matrix
 
@@ -27,6 +28,7 @@ DECODE_DEFAULTS = {
     "max_len_ratio": 1.5,
     "max_len_offset": 10,
     "compare_greedy": True,  # also score greedy decoding on the test set
+    "no_repeat_ngram": 0,  # > 0: never repeat an n-gram of sub-words (0 = off)
 }
 
 
@@ -122,11 +124,13 @@ class TranslationModule(RecipeModule):
 
         if beam_size <= 1:
             return greedy_search(step, state, src.shape[0], tok.bos_id, tok.eos_id, max_len,
-                                 return_attention=return_attention, device=src.device)  # fmt: skip
+                                 return_attention=return_attention, device=src.device,
+                                 no_repeat_ngram=int(d["no_repeat_ngram"]))  # fmt: skip
         nbest = beam_search(
             step, self.model.reorder, state, src.shape[0], tok.bos_id, tok.eos_id,
             beam_size=beam_size, max_len=max_len, length_penalty=float(d["length_penalty"]),
             return_attention=return_attention, device=src.device,
+            no_repeat_ngram=int(d["no_repeat_ngram"]),
         )  # fmt: skip
         return [h[0] for h in nbest]
 
@@ -200,9 +204,12 @@ class TranslationModule(RecipeModule):
         total = sum(n for _, n in self._test["loss"])
         loss = sum(x for x, _ in self._test["loss"]) / max(total, 1)
         d = self.decode_cfg()
+        loops = degenerate(self._test["beam"])
         metrics = {
             "bleu": beam["bleu"],
             "chrf": beam["chrf"],
+            "loop_rate": loops["looping"] / max(loops["outputs"], 1),
+            "empty_rate": loops["empty"] / max(loops["outputs"], 1),
             "copy_bleu": copy["bleu"],
             "copy_chrf": copy["chrf"],
             "loss": loss,

@@ -211,3 +211,43 @@ def test_bad_arguments():
         beam_search(table_step, keep, None, 1, BOS, EOS, beam_size=0)
     with pytest.raises(ValueError, match="max_len"):
         greedy_search(table_step, None, 2, BOS, EOS, max_len=torch.tensor([3]))
+
+
+def _looping_step(prefix: torch.Tensor, state):
+    """A model that always prefers A (0.7), then B (0.2), EOS (0.1): it loops A A A ..."""
+    row = torch.tensor([1e-12, 0.1, 0.7, 0.2]).log()
+    return row.expand(prefix.shape[0], 4).clone(), state, None
+
+
+def test_block_repeated_ngrams_by_hand():
+    from toolkit.decoding.search import block_repeated_ngrams
+
+    prefix = torch.tensor([[BOS, A, B, A], [BOS, B, B, B]])
+    lp = torch.zeros(2, 4)
+    # bigrams seen: row 0 (A,B) (B,A) -> after A, B is banned; row 1 (B,B) -> B banned
+    out = block_repeated_ngrams(lp, prefix, 2, EOS)
+    assert out[0].tolist() == [0, 0, 0, float("-inf")] and out[1].tolist()[B] == float("-inf")
+    # trigram (A, B, A) would need tail (B, A) seen before: it is not in row 0
+    assert block_repeated_ngrams(lp, prefix, 3, EOS)[0].isinf().sum() == 0
+    assert block_repeated_ngrams(lp, prefix, 0, EOS) is lp  # off
+    eos_prefix = torch.tensor([[BOS, EOS, A, EOS]])  # EOS is never forbidden
+    assert not block_repeated_ngrams(torch.zeros(1, 4), eos_prefix, 1, EOS)[0, EOS].isinf()
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_no_repeat_ngram_stops_a_loop(beam):
+    def run(n):
+        if beam == 1:
+            return greedy_search(_looping_step, None, 1, BOS, EOS, max_len=8,
+                                 no_repeat_ngram=n)[0].tokens  # fmt: skip
+        return beam_search(_looping_step, keep, None, 1, BOS, EOS, beam_size=beam, max_len=8,
+                           no_repeat_ngram=n)[0][0].tokens  # fmt: skip
+
+    blocked = run(2)
+    bigrams = list(zip(blocked, blocked[1:]))
+    assert len(bigrams) == len(set(bigrams))  # no bigram twice
+    if beam == 1:
+        assert run(0) == [A] * 8  # the loop, up to max_len
+        # A A, then A is banned after A (A,A seen) -> B; then A; then A and B are banned
+        # after A -> EOS
+        assert blocked == [A, A, B, A]

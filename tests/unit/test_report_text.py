@@ -46,8 +46,9 @@ def test_trained_says_when_the_time_guard_fired():
 
 def test_degenerate_outputs_are_counted():
     texts = ["die Datei wurde gespeichert", "", "Zelle Zelle Zelle Zelle",
-             "a b c x a b c y a b c", "the cat sat on the mat"]  # fmt: skip
-    assert report.degenerate(texts) == {"outputs": 5, "empty": 1, "looping": 2}
+             "a b c x a b c y a b c", "the cat sat on the mat",
+             "Legitimierung ist zum AAAAAAAALLLLAAAA", "Speicher 1000000"]  # fmt: skip
+    assert report.degenerate(texts) == {"outputs": 7, "empty": 1, "looping": 3}
 
 
 def test_report_shows_samples_guard_and_intro(tmp_path):

@@ -83,6 +83,31 @@ def _force_eos(log_probs: Tensor, rows: Tensor, eos: int) -> Tensor:
     return log_probs
 
 
+def block_repeated_ngrams(log_probs: Tensor, prefix: Tensor, n: int, eos: int) -> Tensor:
+    """Forbid (log-prob -inf) every token that would repeat an ``n``-gram already in its
+    row's prefix: ``no_repeat_ngram_size`` of fairseq / Hugging Face, ``block_ngram_repeat``
+    of OpenNMT. EOS is never forbidden, so a row can always finish. ``n <= 0``: no change.
+
+    Args:
+        log_probs: ``(N, V)`` next-token scores.
+        prefix: ``(N, t)`` tokens so far (BOS first).
+    """
+    if n <= 0 or prefix.shape[1] < n:
+        return log_probs
+    rows, banned = [], []
+    for r, seq in enumerate(prefix.tolist()):
+        tail = seq[len(seq) - (n - 1) :] if n > 1 else []
+        for i in range(len(seq) - n + 1):
+            if seq[i : i + n - 1] == tail and seq[i + n - 1] != eos:
+                rows.append(r)
+                banned.append(seq[i + n - 1])
+    if not rows:
+        return log_probs
+    log_probs = log_probs.clone()
+    log_probs[torch.tensor(rows), torch.tensor(banned)] = float("-inf")
+    return log_probs
+
+
 @torch.no_grad()
 def greedy_search(
     step: StepFn,
@@ -94,8 +119,10 @@ def greedy_search(
     reorder: ReorderFn | None = None,
     return_attention: bool = False,
     device: torch.device | str | None = None,
+    no_repeat_ngram: int = 0,
 ) -> list[Hypothesis]:
-    """Arg-max decoding of ``batch_size`` items at once; ``max_len`` excludes EOS.
+    """Arg-max decoding of ``batch_size`` items at once; ``max_len`` excludes EOS;
+    ``no_repeat_ngram`` > 0 forbids repeating an n-gram (:func:`block_repeated_ngrams`).
 
     ``reorder`` is accepted for symmetry with :func:`beam_search` and unused: finished
     rows keep being fed EOS (cheap at these batch sizes, and keeps the state aligned).
@@ -110,6 +137,7 @@ def greedy_search(
     for t in range(int(limits.max()) + 1):
         log_probs, state, attn = step(prefix, state)
         log_probs = _force_eos(log_probs.float(), (limits <= t).to(log_probs.device), eos)
+        log_probs = block_repeated_ngrams(log_probs, prefix, no_repeat_ngram, eos)
         token = log_probs.argmax(-1)
         alive = ~finished
         token_cpu = token.cpu()
@@ -149,8 +177,10 @@ def beam_search(
     scorer: PrefixScorer | None = None,
     scorer_weight: float = 0.0,
     device: torch.device | str | None = None,
+    no_repeat_ngram: int = 0,
 ) -> list[list[Hypothesis]]:
-    """Batched beam search; returns the ``nbest`` best finished hypotheses per item."""
+    """Batched beam search; returns the ``nbest`` best finished hypotheses per item.
+    ``no_repeat_ngram`` > 0 forbids repeating an n-gram (:func:`block_repeated_ngrams`)."""
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     alpha = float(length_penalty)
@@ -178,6 +208,7 @@ def beam_search(
         log_probs = log_probs.float()
         forced = (limits[rows_of] <= t).to(log_probs.device)
         log_probs = _force_eos(log_probs, forced, eos).double().cpu()
+        log_probs = block_repeated_ngrams(log_probs, prefix.cpu(), no_repeat_ngram, eos)
         if scorer is not None:
             extra, candidates = scorer.score(prefix, scorer_state)
             extra = _force_eos(extra.float(), forced.to(extra.device), eos).double().cpu()
