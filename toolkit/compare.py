@@ -72,15 +72,27 @@ class RunSpec:
         ]
 
 
+class RecipeImportError(RuntimeError):
+    """A recipe in conf/recipe/ whose module does not import: a broken install, not a
+    recipe to leave out quietly."""
+
+
 def landed(name: str) -> bool:
-    """A recipe whose LightningModule imports (its code is in the tree)."""
+    """True when the recipe's LightningModule imports.
+
+    Raises:
+        RecipeImportError: naming the recipe, its module and the import error, so a broken
+            recipe never just disappears from a comparison.
+    """
+    cfg = OmegaConf.load(Path(CONF_DIR, "recipe", f"{name}.yaml"))
     try:
-        cfg = OmegaConf.load(Path(CONF_DIR, "recipe", f"{name}.yaml"))
         import_object(str(cfg.recipe.module))
-        return True
-    except Exception as err:  # noqa: BLE001 - any import failure means "not landed"
-        log.warning("recipe %s left out: %s", name, err)
-        return False
+    except Exception as err:  # noqa: BLE001 - any import failure is reported the same way
+        raise RecipeImportError(
+            f"recipe {name}: its module {cfg.recipe.module} does not import ({err}); fix the "
+            f"install, or leave it out explicitly with recipes=[...]"
+        ) from err
+    return True
 
 
 def _as_list(value: Any) -> list | None:

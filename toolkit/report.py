@@ -277,13 +277,21 @@ def load_run(run_dir: str | Path, expected: dict[str, Any] | None = None) -> Row
     )
 
 
+def _first(value: Any) -> Any:
+    """A list (several references) as its first item and how many more there are."""
+    if not isinstance(value, list):
+        return value
+    if len(value) <= 1:
+        return value[0] if value else ""
+    return f"{value[0]} (+{len(value) - 1} more)"
+
+
 def samples_of(m: dict[str, Any], limit: int = 5) -> list[dict[str, Any]]:
     """A few test outputs with their references (metrics.json ``samples``), flat strings."""
     out = []
     for item in (m.get("samples") or [])[:limit]:
         if isinstance(item, dict):
-            out.append({str(k): ("; ".join(map(str, v)) if isinstance(v, list) else v)
-                        for k, v in item.items()})  # fmt: skip
+            out.append({str(k): _first(v) for k, v in item.items()})
     return out
 
 

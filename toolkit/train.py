@@ -287,6 +287,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         )  # fmt: skip
 
     best = checkpoint.best_model_path or None
+    if best:
+        selection = f"best by {cfg.recipe.monitor} ({cfg.recipe.monitor_mode})"
+    else:  # e.g. no validation ran: the test uses the last weights, and says so
+        selection = f"last weights: no best checkpoint by {cfg.recipe.monitor} was saved"
+        if is_zero:
+            log.warning("checkpoint selection: %s; testing the last weights", selection)
     processes = trainer.world_size
     if trainer.world_size > 1:
         # Test once, on rank 0 alone: every rank's test pass would see only its shard.
@@ -328,6 +334,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "cpu": precision_mod.describe_cpu(),
         },
         "checkpoint": best or str(run_dir / "checkpoints" / "last.ckpt"),
+        "checkpoint_selection": selection,
         "data": datamodule.manifest(),
     }
     write_metrics(run_dir, result)

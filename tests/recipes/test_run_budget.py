@@ -62,3 +62,16 @@ def test_explicit_bf16_on_emulating_cpu_fails_before_anything_is_built(compose_c
     with pytest.raises(precision.PrecisionError, match="not native"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_testing_without_a_best_checkpoint_says_so(compose_cfg, tmp_path, caplog):
+    """No validation ran, so no best checkpoint exists: the test uses the last weights and
+    metrics.json and the log say it."""
+    cfg = compose_cfg("recipe=sentiment", "trainer.max_epochs=1", "trainer.limit_val_batches=0",
+                      *TINY)  # fmt: skip
+    with caplog.at_level("WARNING"):
+        result = train(cfg, tmp_path / "run")
+    assert result["checkpoint_selection"].startswith("last weights: no best checkpoint")
+    assert any("checkpoint selection" in r.getMessage() for r in caplog.records)
+    cfg = compose_cfg("recipe=sentiment", "trainer.max_epochs=1", *TINY)
+    assert train(cfg, tmp_path / "run2")["checkpoint_selection"] == "best by val/accuracy (max)"

@@ -209,7 +209,8 @@ def test_diagonal_alignment_is_monotone_and_diagonal():
 
 
 def test_grounding_peak_in_and_out_of_box():
-    grounding = pytest.importorskip("toolkit.metrics.grounding")
+    from toolkit.metrics import grounding
+
     objects = [{"label": "cube", "box": (0, 0, 16, 16)}]
     att_in = np.zeros((2, 16))  # a 4x4 grid over a 32x32 image; cell (0, 0) is in the box
     att_in[1, 0] = 1.0
@@ -397,3 +398,20 @@ def test_budgets_are_epochs_or_steps_never_minutes(profile):
         cfg = report.compose_train([f"recipe={name}", *overrides])
         epochs, steps = cfg.trainer.max_epochs, cfg.trainer.get("max_steps", -1)
         assert (epochs is not None and epochs > 0) or steps > 0, (name, epochs, steps)
+
+
+def test_a_recipe_that_does_not_import_is_an_error_not_a_silent_omission(monkeypatch):
+    real = compare.import_object
+
+    def broken(path):
+        if path.startswith("recipes.captioning."):
+            raise ImportError("No module named 'skimage'")
+        return real(path)
+
+    monkeypatch.setattr(compare, "import_object", broken)
+    cfg = OmegaConf.create({"recipes": None, "profile": {"name": "quick"}})
+    expected = r"recipe captioning: its module recipes\.captioning\.module\.\w+ does not import"
+    with pytest.raises(compare.RecipeImportError, match=expected):
+        compare.select_recipes(cfg)
+    cfg.recipes = ["sentiment"]  # left out on purpose: fine
+    assert compare.select_recipes(cfg) == ["sentiment"]

@@ -71,3 +71,12 @@ def test_report_shows_samples_guard_and_intro(tmp_path):
     page = (tmp_path / "out" / "index.html").read_text()
     assert "What ran: <code>x</code>." in page and "Zelle Zelle Zelle" in page
     assert "time guard fired" in page
+
+
+def test_several_references_show_the_first_and_a_count():
+    m = {"samples": [{"hypothesis": "a red circle", "references": ["r1", "r2", "r3"]},
+                     {"hypothesis": "x", "references": ["only"]}] * 4}  # fmt: skip
+    assert report.samples_of(m) == [
+        {"hypothesis": "a red circle", "references": "r1 (+2 more)"},
+        {"hypothesis": "x", "references": "only"},
+    ] * 2 + [{"hypothesis": "a red circle", "references": "r1 (+2 more)"}]
