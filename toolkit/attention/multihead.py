@@ -117,8 +117,14 @@ class MultiHeadAttention(nn.Module):
         v = v.view(b, tk, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, Tk, hd)
         mask = normalize_mask(mask, 4, tq, tk)  # (B|1, H|1, Tq|1, Tk)
         out, weights = self.core(q, k, v, mask, need_weights)  # (B, H, Tq, hd)
-        out = out.transpose(1, 2).reshape(b, tq, self.embed_dim)  # (B, Tq, E)
-        return self.out_proj(out), weights
+        out = self.out_proj(out.transpose(1, 2).reshape(b, tq, self.embed_dim))  # (B, Tq, E)
+        if mask is not None:
+            # A query that may attend to nothing in any head outputs 0, like every other
+            # block, not the output projection's bias.
+            empty = ~mask.any(dim=-1).any(dim=1)  # (B|1, Tq|1)
+            if bool(empty.any()):
+                out = out.masked_fill(empty[..., None], 0.0)
+        return out, weights
 
     @property
     def fast_path(self) -> bool:
