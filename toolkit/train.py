@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from toolkit import precision as precision_mod
 from toolkit.attention import available as available_attention
+from toolkit.attention import built_types
 from toolkit.cli import run_with_key_help
 from toolkit.lightning import (
     AtomicCheckpointIO,
@@ -321,6 +322,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "epochs": trainer.current_epoch,
         "budget": budget,
         "params": count_params(module),
+        # the attention types the model really holds (walked, not taken from the config)
+        "attention_modules": built_types(module),
         "throughput": {
             "train_samples_per_s": round(module.train_samples / max(train_seconds, 1e-9), 2),
             "test_samples_per_s": round(module.test_samples / max(module.test_seconds, 1e-9), 2),

@@ -68,11 +68,20 @@ class _Classifier(nn.Module):
         attention_options: dict[str, Any] | None,
         num_heads: int,
         dropout: float,
+        pooling_only: bool = False,
     ) -> None:
         options = dict(attention_options or {})
         if attention == "local":
+            if pooling_only:  # the run would record `local` and use something else
+                raise ValueError(
+                    f"attention=local with {type(self).__name__}: this model's only attention "
+                    "is its pooling, whose learned query has no position for a local window. "
+                    "Use model=transformer attention=local (local self-attention in the "
+                    "encoder) or another attention type."
+                )
             # A learned pooling query has no position to centre a window on: pool with
-            # scaled dot-product; `local` still shapes the Transformer encoder.
+            # scaled dot-product; `local` shapes the Transformer encoder (metrics.json
+            # `attention_modules` lists both).
             attention, options = "scaled_dot", {}
         if attention == "multihead":
             options.setdefault("num_heads", num_heads)
@@ -135,7 +144,8 @@ class RNNClassifier(_Classifier):
             dropout=dropout if num_layers > 1 else 0.0,
         )
         self._init_head(
-            2 * hidden_dim, num_classes, attention, attention_options, num_heads, dropout
+            2 * hidden_dim, num_classes, attention, attention_options, num_heads, dropout,
+            pooling_only=True,
         )
 
     def forward(

@@ -33,7 +33,13 @@ def check_run_folder(run: Path, recipe: str, attention: str) -> dict:
 @pytest.mark.parametrize("attention", available())
 def test_fast_run_every_attention_type(attention, compose_cfg, tmp_path):
     cfg = compose_cfg("recipe=sentiment", f"attention={attention}", "debug=fast", *TINY)
+    if attention == "local":  # the BiGRU's only attention is its pooling: refused, not faked
+        with pytest.raises(ValueError, match="attention=local with RNNClassifier"):
+            train(cfg, tmp_path / "run")
+        return
     result = train(cfg, tmp_path / "run")
+    # the recorded type is the one the model holds (walked over its modules)
+    assert attention in result["attention_modules"], result["attention_modules"]
     metrics = check_run_folder(tmp_path / "run", "sentiment", attention)
     assert 0.0 <= result["metrics"]["accuracy"] <= 1.0
     assert 0.0 <= metrics["metrics"]["f1_macro"] <= 1.0
@@ -47,8 +53,9 @@ def test_fast_run_transformer_encoder(attention, compose_cfg, tmp_path):
     cfg = compose_cfg(
         "recipe=sentiment", "model=transformer", f"attention={attention}", "debug=fast", *TINY
     )
-    train(cfg, tmp_path / "run")
+    result = train(cfg, tmp_path / "run")
     check_run_folder(tmp_path / "run", "sentiment", attention)
+    assert attention in result["attention_modules"], result["attention_modules"]
     maps = list((tmp_path / "run" / "attention").glob("example_000.npz"))
     arrays = dict(np.load(maps[0]))
     self_maps = [k for k in arrays if k.startswith("self_attention/")]

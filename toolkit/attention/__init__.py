@@ -21,7 +21,7 @@ from .dot import DotAttention, GeneralAttention, ScaledDotAttention
 from .linear import LinearAttention
 from .local import LocalAttention, band_mask
 from .multihead import MultiHeadAttention
-from .registry import available, build, get, register
+from .registry import available, build, built_types, get, register
 from .uniform import UniformAttention
 
 
@@ -46,6 +46,7 @@ __all__ = [
     "available",
     "band_mask",
     "build",
+    "built_types",
     "capture_attention",
     "capturing",
     "causal_mask",

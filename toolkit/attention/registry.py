@@ -45,3 +45,15 @@ def build(name: str, **kwargs: Any) -> nn.Module:
         return builder(**kwargs)
     except TypeError as err:
         raise TypeError(f"attention {name!r}: {err}") from err
+
+
+def built_types(model: nn.Module) -> dict[str, int]:
+    """How many modules of each registered attention type ``model`` holds (a ``multihead``
+    counts once, and so does the core inside it): what a run really uses."""
+    by_class = {cls: name for name, cls in _REGISTRY.items() if isinstance(cls, type)}
+    counts: dict[str, int] = {}
+    for module in model.modules():
+        name = by_class.get(type(module))
+        if name is not None:
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
