@@ -144,7 +144,12 @@ class RNNClassifier(_Classifier):
             dropout=dropout if num_layers > 1 else 0.0,
         )
         self._init_head(
-            2 * hidden_dim, num_classes, attention, attention_options, num_heads, dropout,
+            2 * hidden_dim,
+            num_classes,
+            attention,
+            attention_options,
+            num_heads,
+            dropout,
             pooling_only=True,
         )
 
