@@ -161,7 +161,7 @@ def read_checkpoint(path: str | os.PathLike[str], require_recipe: bool = True) -
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # zip/pickle errors differ by corruption; one message for all
         text = str(err)
-        if "Weights only load failed" in text or "Unsupported global" in text:
+        if "Unsupported global" in text or "GLOBAL " in text:  # a pickle that would act
             found = text.split("GLOBAL ", 1)[1].split(" ", 1)[0] if "GLOBAL " in text else "?"
             raise CheckpointError(
                 path, f"refused: its pickle asks for {found}, which is not a tensor or a plain "
