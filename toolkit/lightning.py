@@ -209,10 +209,16 @@ def allowed_targets() -> frozenset[str]:
     return frozenset(found)
 
 
+# the parts of a stored config that loading a checkpoint imports from (evaluate, predict,
+# export rebuild the recipe module, its model and its data module); callbacks, logger and
+# trainer are always taken from the current command, never from a file
+IMPORTED_SECTIONS = ("recipe", "model", "data")
+
+
 def check_stored_targets(path: str | os.PathLike[str], cfg: Any) -> None:
     """Refuse a stored config that would import anything but a registered recipe or one of
-    the toolkit's configured classes (``recipe.module`` and every ``_target_``), before
-    anything is imported.
+    the toolkit's configured classes (``recipe.module`` and every ``_target_`` under
+    ``model`` and ``data``, the sections loading imports from), before anything is imported.
 
     Raises:
         CheckpointError: naming the file, the key and the refused dotted path.
@@ -235,7 +241,10 @@ def check_stored_targets(path: str | os.PathLike[str], cfg: Any) -> None:
             for i, v in enumerate(node):
                 walk(v, f"{where}[{i}]")
 
-    walk(cfg, "")
+    if isinstance(cfg, dict):
+        for section in IMPORTED_SECTIONS:
+            if section in cfg:
+                walk({section: cfg[section]}, "")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
