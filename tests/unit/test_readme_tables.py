@@ -1,0 +1,37 @@
+"""README figures come from committed result files: the `make demo` table equals what
+benchmarks/demo_table.py makes of docs/demo/results.csv."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _demo_table():
+    spec = importlib.util.spec_from_file_location(
+        "demo_table", ROOT / "benchmarks" / "demo_table.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_demo_table_equals_the_committed_results():
+    demo = _demo_table()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = demo.table()
+    assert block.count("\n") >= 5  # header, rule and a row per demo run (>= 4 recipes)
+    assert demo.replace_block(readme, block) == readme
+
+
+def test_task_metric_words_from_a_row():
+    demo = _demo_table()
+    row = {"recipe": "translation", "chrf": "31.29", "copy_chrf": "23.99", "bleu": "8.35",
+           "copy_bleu": "9.56"}  # fmt: skip
+    assert demo.task_metric(row) == "chrF 31.3 (copy baseline 24.0), BLEU 8.3 (copy 9.6)"
+    row = {"recipe": "asr", "wer": "0.2145", "wer_avg_10": "0.2933", "wer_avg_0": "0.7158"}
+    assert demo.task_metric(row) == (
+        "WER 21.4 % clean, 29.3 % at 10 dB, 71.6 % at 0 dB (babble; CTC greedy)"
+    )
