@@ -26,6 +26,18 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 TEST_NOISE = ['"data.test_noise.types=[babble]"', '"data.test_noise.snrs=[10,0]"',
               '"data.test_noise.rt60s=[]"']  # fmt: skip
+# the small Transformer of the translation candidates, and its batches of 64 sentences
+SMALL_MT = ["scheduler.warmup_steps=100", "optimizer.lr=3e-3", "model.embed_dim=128",
+            "model.ffn_dim=512", "model.encoder_layers=2", "model.decoder_layers=2",
+            "data.vocab_size=4000", "data.val_bleu_size=100"]  # fmt: skip
+B64 = ["data.batch_size=64", "data.max_tokens=2048", "label_smoothing=0.0"]
+
+
+def steps(n: int) -> list[str]:
+    """A budget of ``n`` optimiser steps."""
+    return ["trainer.max_epochs=null", f"trainer.max_steps={n}"]
+
+
 # recipe -> (validation metric, demo target on it, higher is better, candidates)
 SWEEP: dict[str, tuple[str, float, bool, dict[str, list[str]]]] = {
     "sentiment": (
@@ -95,67 +107,29 @@ SWEEP: dict[str, tuple[str, float, bool, dict[str, list[str]]]] = {
         True,
         {
             "default-450steps-small": [
-                "trainer.max_epochs=null",
-                "trainer.max_steps=450",
-                "scheduler.warmup_steps=100",
-                "optimizer.lr=3e-3",
-                "model.embed_dim=128",
-                "model.ffn_dim=512",
-                "model.encoder_layers=2",
-                "model.decoder_layers=2",
-                "data.vocab_size=4000",
-                "data.val_bleu_size=100",
+                *steps(450),
+                *SMALL_MT,
                 "decode.beam_size=1",
                 "decode.compare_greedy=false",
             ],
             "small-b64-900steps": [
-                "trainer.max_epochs=null",
-                "trainer.max_steps=900",
-                "scheduler.warmup_steps=100",
-                "optimizer.lr=3e-3",
-                "model.embed_dim=128",
-                "model.ffn_dim=512",
-                "model.encoder_layers=2",
-                "model.decoder_layers=2",
-                "data.vocab_size=4000",
-                "data.batch_size=64",
-                "data.max_tokens=2048",
-                "label_smoothing=0.0",
-                "data.val_bleu_size=100",
+                *steps(900),
+                *SMALL_MT,
+                *B64,
                 "decode.beam_size=1",
                 "decode.compare_greedy=false",
             ],
             "small-b64-1000steps": [
-                "trainer.max_epochs=null",
-                "trainer.max_steps=1000",
-                "scheduler.warmup_steps=100",
-                "optimizer.lr=3e-3",
-                "model.embed_dim=128",
-                "model.ffn_dim=512",
-                "model.encoder_layers=2",
-                "model.decoder_layers=2",
-                "data.vocab_size=4000",
-                "data.batch_size=64",
-                "data.max_tokens=2048",
-                "label_smoothing=0.0",
-                "data.val_bleu_size=100",
+                *steps(1000),
+                *SMALL_MT,
+                *B64,
                 "decode.beam_size=4",
                 "decode.compare_greedy=false",
             ],
             "small-b64-1200steps": [
-                "trainer.max_epochs=null",
-                "trainer.max_steps=1200",
-                "scheduler.warmup_steps=100",
-                "optimizer.lr=3e-3",
-                "model.embed_dim=128",
-                "model.ffn_dim=512",
-                "model.encoder_layers=2",
-                "model.decoder_layers=2",
-                "data.vocab_size=4000",
-                "data.batch_size=64",
-                "data.max_tokens=2048",
-                "label_smoothing=0.0",
-                "data.val_bleu_size=100",
+                *steps(1200),
+                *SMALL_MT,
+                *B64,
                 "decode.beam_size=4",
                 "decode.compare_greedy=true",
             ],
