@@ -119,12 +119,14 @@ SWEEP: dict[str, tuple[str, float, bool, dict[str, list[str]]]] = {
                 "decode.beam_size=1",
                 "decode.compare_greedy=false",
             ],
+            # the quick list: no_repeat_ngram=2 from benchmarks/decode_sweep.py (validation)
             "small-b64-1000steps": [
                 *steps(1000),
                 *SMALL_MT,
                 *B64,
                 "decode.beam_size=4",
                 "decode.compare_greedy=false",
+                "decode.no_repeat_ngram=2",
             ],
             "small-b64-1200steps": [
                 *steps(1200),
