@@ -30,7 +30,7 @@ from toolkit.evaluate import load_module
 from toolkit.runs import write_text_atomic
 from toolkit.train import CONF_DIR
 
-FORMATS = ("torchscript", "onnx")
+FORMATS = ("torchscript", "onnx", "safetensors")
 
 
 class Classifier(nn.Module):
@@ -156,12 +156,55 @@ def load_runner(path: str | Path) -> Callable[..., Tensor]:
     return run_ts
 
 
+def export_weights(module, out_dir: Path) -> dict:
+    """Any recipe's model without pickle: ``model.safetensors`` (weights), ``config.yaml``
+    (the resolved run config) and ``data_state.json`` (vocabulary, labels, tokenizer), which
+    ``init_from=``, ``toolkit.evaluate``/``predict``/``export`` accept as ``ckpt=<folder>``."""
+    import os
+    import tempfile
+
+    from omegaconf import OmegaConf
+    from safetensors.torch import save_file
+
+    from toolkit.lightning import SAFETENSORS_WEIGHTS
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # clone: safetensors stores no shared storage (tied embeddings are saved twice)
+    state = {k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".model.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={"format": "attention-toolkit",
+                                        "recipe": str(module.cfg.recipe.name)})  # fmt: skip
+        os.replace(tmp, out_dir / SAFETENSORS_WEIGHTS)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    cfg = OmegaConf.create(module.hparams["cfg"])
+    write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    data_state = json.dumps(module.data_state, indent=1, ensure_ascii=False)
+    write_text_atomic(out_dir / "data_state.json", data_state + "\n")
+    info = {
+        "recipe": module.cfg.recipe.name,
+        "attention": module.cfg.attention.name,
+        "format": "safetensors",
+        "graph": SAFETENSORS_WEIGHTS,
+        "files": [SAFETENSORS_WEIGHTS, "config.yaml", "data_state.json"],
+        "tensors": len(state),
+        "parameters": int(sum(v.numel() for v in state.values())),
+    }
+    write_text_atomic(out_dir / "export.json", json.dumps(info, indent=2) + "\n")
+    return info
+
+
 @torch.no_grad()
 def export(module, fmt: str, out_dir: Path, opset: int = 17, check_inputs: int = 20) -> dict:
     """Export ``module``'s inference graph as ``fmt`` into ``out_dir``; returns the
     export.json object (with the measured parity on random inputs)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; valid choices: {', '.join(FORMATS)}")
+    if fmt == "safetensors":
+        return export_weights(module, out_dir)
     module.eval()
     graph, kind, inputs, outputs, axes = build_graph(module)
     example = example_inputs(module)

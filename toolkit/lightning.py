@@ -144,11 +144,50 @@ class CheckpointError(ValueError):
         super().__init__(f"{self.path}: {message}")
 
 
+SAFETENSORS_WEIGHTS = "model.safetensors"
+
+
+def read_safetensors_export(path: Path) -> dict[str, Any]:
+    """A ``toolkit.export format=safetensors`` folder (or its ``model.safetensors``) as the
+    parts of a checkpoint that loading uses: ``state_dict`` and ``hyper_parameters`` (``cfg``
+    from ``config.yaml``, ``data_state`` from ``data_state.json``). Nothing in it is code:
+    tensors, YAML and JSON."""
+    import json
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = path if path.is_dir() else path.parent
+    weights = folder / SAFETENSORS_WEIGHTS if path.is_dir() else path
+    parts = {"weights": weights, "config": folder / "config.yaml",
+             "data_state": folder / "data_state.json"}  # fmt: skip
+    for what, file in parts.items():
+        if not file.is_file():
+            raise CheckpointError(file, f"missing: a safetensors export needs its {what} file")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(weights, f"unreadable safetensors file: {err}") from None
+    try:
+        cfg = OmegaConf.to_container(OmegaConf.load(parts["config"]), resolve=True)
+    except Exception as err:  # noqa: BLE001 - any YAML error: one message naming the file
+        raise CheckpointError(parts["config"], f"unreadable YAML: {err}") from None
+    try:
+        data_state = json.loads(parts["data_state"].read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(parts["data_state"], f"unreadable JSON: {err}") from None
+    return {"state_dict": state, "hyper_parameters": {"cfg": cfg, "data_state": data_state}}
+
+
 def read_checkpoint(path: str | os.PathLike[str], require_recipe: bool = True) -> dict[str, Any]:
-    """Load a checkpoint file, failing with a message that names the file when it is
-    missing, empty, truncated (e.g. a write killed half-way) or foreign (not a Lightning
-    checkpoint of a toolkit recipe)."""
+    """Load a checkpoint file (or a safetensors export folder), failing with a message that
+    names the file when it is missing, empty, truncated (e.g. a write killed half-way) or
+    foreign (not a Lightning checkpoint of a toolkit recipe)."""
     path = Path(path)
+    if (path.is_dir() and (path / SAFETENSORS_WEIGHTS).is_file()) or path.suffix == ".safetensors":
+        raw = read_safetensors_export(path)
+        check_stored_targets(path, raw["hyper_parameters"]["cfg"])
+        return raw
     if not path.exists():
         raise CheckpointError(path, "checkpoint not found")
     if not path.is_file():

@@ -136,3 +136,51 @@ def test_export_cli_writes_graph_and_metadata(checkpoints, tmp_path):
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert bad.returncode != 0 and "valid choices: torchscript, onnx" in bad.stderr
+
+
+def test_safetensors_export_loads_without_pickle(checkpoints, tmp_path):
+    """format=safetensors: weights + config.yaml + data_state.json; toolkit.evaluate's
+    loader and init_from= read the folder and get the same weights and predictions."""
+    from toolkit.lightning import read_checkpoint
+    from toolkit.train import load_init_weights
+
+    for recipe, ckpt in checkpoints.items():
+        module = load_module(ckpt)
+        folder = tmp_path / recipe
+        info = export(module, "safetensors", folder)
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "config.yaml", "data_state.json", "export.json", "model.safetensors"
+        ]  # fmt: skip
+        assert info["tensors"] == len(module.state_dict())
+        assert (folder / "model.safetensors").read_bytes()[8:9] == b"{"  # a JSON header
+        again = load_module(folder)
+        for key, value in module.state_dict().items():
+            assert torch.equal(again.state_dict()[key], value), key
+        assert again.data_state == module.data_state
+        fresh = load_module(ckpt)
+        with torch.no_grad():
+            for p in fresh.parameters():
+                p.zero_()
+        load_init_weights(fresh, str(folder / "model.safetensors"))
+        for key, value in module.state_dict().items():
+            assert torch.equal(fresh.state_dict()[key], value), key
+        assert read_checkpoint(folder)["hyper_parameters"]["cfg"]["recipe"]["name"] == recipe
+    sentences = _sentences("sentiment", 8)
+    ours = load_module(checkpoints["sentiment"]).predict_records(sentences)
+    theirs = load_module(tmp_path / "sentiment").predict_records(sentences)
+    assert [(r["prediction"], r["scores"]) for r in ours] == [
+        (r["prediction"], r["scores"]) for r in theirs
+    ]
+
+
+def test_safetensors_export_with_a_foreign_target_is_refused(checkpoints, tmp_path):
+    from toolkit.lightning import CheckpointError
+
+    folder = tmp_path / "sentiment"
+    export(load_module(checkpoints["sentiment"]), "safetensors", folder)
+    text = (folder / "config.yaml").read_text()
+    (folder / "config.yaml").write_text(
+        text.replace("recipes.sentiment.model.RNNClassifier", "os.system")
+    )
+    with pytest.raises(CheckpointError, match=r"refused: its config names model._target_='os"):
+        load_module(folder)
