@@ -1,4 +1,5 @@
 """``python -m toolkit.data validate recipe=<name> path=<file> [path=<file> ...]``
+``python -m toolkit.data verify <corpus folder> [reference=<manifest.json>]`` (toolkit.data.verify)
 
 Lists every problem of a dataset by file and line, with counts; exit code 1 when there are
 problems, 2 on a usage error. Splits by name: ``train=… valid=… test=…`` (label sets are
@@ -24,7 +25,28 @@ USAGE = (
 OPTIONS = ("text_field", "label_field", "source_field", "target_field", "channels", "image_dir")
 
 
+def verify(argv: list[str]) -> int:
+    """``verify <corpus folder> [reference=<manifest.json>]``: exit 0 when all agree."""
+    from toolkit.data.verify import verify_corpus
+
+    folders = [a for a in argv if "=" not in a]
+    options = dict(a.split("=", 1) for a in argv if "=" in a)
+    if len(folders) != 1 or set(options) - {"reference"}:
+        print("usage: python -m toolkit.data verify <corpus folder> [reference=manifest.json]",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    problems = verify_corpus(folders[0], options.get("reference"))
+    for line in problems:
+        print(line)
+    print(
+        f"{folders[0]}: " + ("the same corpus" if not problems else f"{len(problems)} differences")
+    )
+    return 0 if not problems else 1
+
+
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "verify":
+        return verify(argv[1:])
     if not argv or argv[0] != "validate":
         print(USAGE, file=sys.stderr)
         return 2

@@ -183,7 +183,12 @@ def build_catalog_corpus(
 
     owners = catalog_packages(target_lang, Path(locale_root))
     wanted = set(packages)
-    files = [f for f, pkg in owners.items() if pkg in wanted or pkg == "?"]
+    # a catalog whose package cannot be told (no dpkg, or a file no package owns) is left
+    # out: the corpus depends only on the pinned package list, never on machine state
+    unknown = sorted(str(f) for f, pkg in owners.items() if pkg == "?")
+    if unknown:
+        log.warning("%d catalogs of no known package left out: %s", len(unknown), unknown[:5])
+    files = [f for f, pkg in owners.items() if pkg in wanted]
     if not files:
         raise DataError(
             Path(locale_root) / target_lang / "LC_MESSAGES", None, None,
@@ -238,6 +243,7 @@ def build_catalog_corpus(
             with open(tmp / f"{name}.jsonl", "w", encoding="utf-8") as f:
                 for row in items[name]:
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        checksums = {f"{name}.jsonl": sha256_file(tmp / f"{name}.jsonl") for name in SPLITS}
         write_json_atomic(
             tmp / "manifest.json",
             {
@@ -246,6 +252,8 @@ def build_catalog_corpus(
                 "counts": {name: len(items[name]) for name in SPLITS},
                 "dropped": dict(sorted(dropped.items())),
                 "packages_missing": sorted(wanted - found),
+                "excluded_unknown_owner": unknown,
+                "files": checksums,  # python -m toolkit.data verify compares these
                 "catalogs": sources,
             },
         )
