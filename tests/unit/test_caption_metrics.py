@@ -104,3 +104,28 @@ def test_pointing_game_box_regions():
 def test_geometry_helpers():
     assert grid_peak_point(np.array([0, 0, 0, 1.0]), (2, 2), (10, 20)) == (15.0, 7.5)
     assert box_union_share([[0, 0, 5, 10], [0, 0, 10, 5]], 10, 10) == pytest.approx(0.75)
+
+
+def test_uniform_attention_points_at_chance_not_at_the_first_cell():
+    """The `uniform` block (every visible region equal): ties are broken at random, so its
+    pointing-game hit rate is the chance rate, not the first cell's luck."""
+    import torch
+
+    from toolkit.attention import build
+
+    block = build("uniform", query_dim=4, key_dim=4)
+    rng = np.random.default_rng(0)
+    hits = total = chance = 0.0
+    for _ in range(300):
+        x0, y0 = rng.integers(0, 24, size=2)
+        objects = [{"label": "bag", "box": [float(x0), float(y0), x0 + 8.0, y0 + 8.0]}]
+        q, k = torch.randn(1, 1, 4), torch.randn(1, 16, 4)
+        _, w = block(q, k, k, need_weights=True)  # (1, 1, 16): a 4x4 grid, all 1/16
+        res = pointing_game(["bag"], w[0].numpy(), objects, (32, 32), grid=(4, 4))
+        hits, total, chance = hits + res.hits, total + res.total, chance + res.chance_sum
+    assert chance / total == pytest.approx(1 / 16, abs=0.01)
+    assert hits / total == pytest.approx(chance / total, abs=0.035)  # 3 sigma at n = 300
+    # the old argmax took cell 0 every time: a box over it would have scored 1.0
+    corner = [{"label": "bag", "box": [0.0, 0.0, 8.0, 8.0]}]
+    res = pointing_game(["bag"] * 40, np.full((40, 16), 1 / 16), corner, (32, 32), grid=(4, 4))
+    assert res.hits / res.total < 0.3

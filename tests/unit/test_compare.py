@@ -415,3 +415,20 @@ def test_a_recipe_that_does_not_import_is_an_error_not_a_silent_omission(monkeyp
         compare.select_recipes(cfg)
     cfg.recipes = ["sentiment"]  # left out on purpose: fine
     assert compare.select_recipes(cfg) == ["sentiment"]
+
+
+def test_uniform_attention_is_monotone_only_by_chance():
+    """Tied peaks are drawn at random: the `uniform` block scores the chance level
+    0.5 + 1 / (2 S), not 1.0 (argmax would put every peak at position 0)."""
+    from toolkit.attention import build
+
+    block = build("uniform", query_dim=8, key_dim=8)
+    scores = []
+    for seed in range(200):
+        q, k = torch.randn(1, 12, 8), torch.randn(1, 10, 8)
+        _, w = block(q, k, k, need_weights=True)  # (1, 12, 10), every row 1/10
+        scores.append(monotonicity(w[0], seed=seed))
+    assert float(np.mean(scores)) == pytest.approx(0.5 + 1 / 20, abs=0.03)
+    peaked = torch.zeros(12, 10)
+    peaked[:, 0] = 1.0  # a real (untied) peak that never moves still counts as monotone
+    assert monotonicity(peaked) == 1.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 Tensor = torch.Tensor
@@ -54,17 +55,34 @@ def uniform_entropy(n: int) -> float:
     return math.log(n) if n > 0 else 0.0
 
 
-def monotonicity(weights: Tensor) -> float:
+def peak_indices(weights, seed: int = 0) -> np.ndarray:
+    """The peak position of each row of ``weights (..., S)``; a row whose maximum is shared
+    by several positions (uniform attention, say) gets one of them drawn at random (seeded),
+    never simply the first, so stuck or uniform attention cannot look aligned."""
+    w = np.asarray(weights.float().cpu() if isinstance(weights, Tensor) else weights, float)
+    flat = w.reshape(-1, w.shape[-1])
+    rng = np.random.default_rng(seed)
+    top = flat.max(axis=-1, keepdims=True)
+    tied = flat >= top - 1e-6 * np.maximum(np.abs(top), 1e-12)
+    peaks = np.empty(len(flat), dtype=np.int64)
+    for i, row in enumerate(tied):
+        choices = np.flatnonzero(row)
+        peaks[i] = choices[0] if len(choices) == 1 else rng.choice(choices)
+    return peaks.reshape(w.shape[:-1])
+
+
+def monotonicity(weights: Tensor, seed: int = 0) -> float:
     """Share of consecutive output steps whose attention peak does not move backwards.
 
     ``weights (T_out, T_in)`` of one sequence (a cross-attention alignment). A diagonal or
-    otherwise monotone alignment gives 1; peaks in random order give about 0.5. Sequences
-    with one output step give 1 (nothing can move backwards).
+    otherwise monotone alignment gives 1; peaks in random order give about
+    ``0.5 + 1 / (2 T_in)``, and so does uniform attention: tied peaks are drawn at random
+    (:func:`peak_indices`). Sequences with one output step give 1 (nothing can move back).
     """
-    peaks = weights.float().argmax(-1)
-    if peaks.numel() < 2:
+    peaks = peak_indices(weights, seed)
+    if peaks.size < 2:
         return 1.0
-    return float((peaks[1:] >= peaks[:-1]).float().mean())
+    return float((peaks[1:] >= peaks[:-1]).mean())
 
 
 def diagonality(weights: Tensor) -> float:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from toolkit.metrics.attention import peak_indices
+
 Box = Sequence[float]  # x0, y0, x1, y1 (x1, y1 exclusive), in image pixels
 
 
@@ -52,13 +54,16 @@ def box_union_share(boxes: Sequence[Box], height: int, width: int) -> float:
     return float(covered.mean())
 
 
-def grid_peak_point(weights: np.ndarray, grid: tuple[int, int], image_hw: tuple[int, int]):
-    """Image coordinates ``(x, y)`` of the centre of the cell holding the peak weight.
+def grid_peak_point(
+    weights: np.ndarray, grid: tuple[int, int], image_hw: tuple[int, int], seed: int = 0
+):
+    """Image coordinates ``(x, y)`` of the centre of the cell holding the peak weight (a
+    tie between cells is broken at random, ``seed``: uniform attention points at random).
 
     ``weights (h·w,)`` over a row-major ``grid = (h, w)`` covering the image.
     """
     h, w = grid
-    idx = int(np.argmax(weights[: h * w]))
+    idx = int(peak_indices(np.asarray(weights[: h * w], dtype=float), seed))
     row, col = divmod(idx, w)
     return (col + 0.5) * image_hw[1] / w, (row + 0.5) * image_hw[0] / h
 
@@ -113,9 +118,11 @@ def pointing_game(
         candidates = matching_objects(tokens, t, objects)
         boxes = [objects[i]["box"] for i in candidates]
         if grid is None:
-            hit = int(np.argmax(attention[t][: len(objects)])) in candidates
+            hit = (
+                int(peak_indices(np.asarray(attention[t][: len(objects)], float), t)) in candidates
+            )
         else:
-            point = grid_peak_point(attention[t], grid, image_hw)
+            point = grid_peak_point(attention[t], grid, image_hw, seed=t)
             hit = any(inside(point, b) for b in boxes)
         result.hits += int(hit)
         result.total += 1
