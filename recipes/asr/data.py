@@ -236,6 +236,8 @@ class ASRDataModule(pl.LightningDataModule):
         self.text, self.tokens, self.sp_vocab_size = text, tokens, int(sp_vocab_size)
         self.limit, self.corpus_seed, self.root = limit, corpus_seed, root
         self.files = {"train": train_file, "valid": valid_file, "test": test_file}
+        self.test_split = "test"
+        self.too_long: dict[str, int] = {}
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.on_error, self.max_seconds = num_workers, on_error, max_seconds
         self.noise_cfg = dict(noise or {})
@@ -287,8 +289,13 @@ class ASRDataModule(pl.LightningDataModule):
                 continue
             if duration <= self.max_seconds:
                 kept.append(Utterance(u.audio, u.text, u.speaker, duration, u.source))
+            else:  # counted per split in the manifest (metrics.json) and printed
+                self.too_long[split] = self.too_long.get(split, 0) + 1
         if self.skipped.get(split):
             log.warning("%s: skipped %d bad utterances", split, self.skipped[split])
+        if self.too_long.get(split):
+            log.warning("%s: left out %d utterances longer than data.max_seconds=%s",
+                        split, self.too_long[split], self.max_seconds)  # fmt: skip
         return kept
 
     def _load_splits(self) -> None:
@@ -304,7 +311,14 @@ class ASRDataModule(pl.LightningDataModule):
                 splits["valid"] = [splits["train"][i] for i in order[:n_valid]]
                 splits["train"] = [splits["train"][i] for i in order[n_valid:]]
             if "test" not in splits:
+                # scored on the validation split, which also picks the checkpoint: said here,
+                # in the manifest (test_split) and so in metrics.json
+                log.warning("no data.test_file: the test scores are on the validation split")
                 splits["test"] = splits.get("valid", [])
+                self.test_split = (
+                    "valid (no test file given: the test scores are on the validation set "
+                    "that picked the checkpoint)"
+                )
         self.splits = {s: self._validate(s, u) for s, u in splits.items()}
 
     def setup(self, stage: str | None = None) -> None:
@@ -403,6 +417,7 @@ class ASRDataModule(pl.LightningDataModule):
             "counts_used": counts,
             "hours_used": hours,
             "skipped": dict(self.skipped),
+            "longer_than_max_seconds": dict(self.too_long),  # left out of each split
             "test_conditions": self.condition_names(),
             "normalize": self.normalize.to_dict(),
             "tokens": {"kind": self.tokenizer.kind, "size": len(self.tokenizer)}
@@ -419,7 +434,7 @@ class ASRDataModule(pl.LightningDataModule):
             }
         files = {s: {"path": str(p), **({"sha256": sha256_file(p)} if Path(p).is_file() else {})}
                  for s, p in self.files.items() if p}  # fmt: skip
-        return {"kind": "own", "files": files, **extra}
+        return {"kind": "own", "files": files, "test_split": self.test_split, **extra}
 
 
 def _loc(u: Utterance) -> tuple[str, int | None]:

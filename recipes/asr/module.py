@@ -140,8 +140,10 @@ class ASRModule(RecipeModule):
             scorer_weight=float(d["ctc_weight"]) if scorer is not None else 0.0,
             device=memory.device,
         )  # fmt: skip
-        # A joint beam can die out (every extension impossible under CTC): keep CTC's answer.
+        # A joint beam can die out (every extension impossible under CTC): keep CTC's answer,
+        # and count it (metrics.json: beam_fallbacks; printed at the end of the test).
         out["tokens"] = [h[0].tokens if h else c for h, c in zip(hyps, ctc, strict=True)]
+        out["beam_fallbacks"] = sum(1 for h in hyps if not h)
         out["attention"] = [h[0].attention if h else None for h in hyps]
         return out
 
@@ -151,9 +153,11 @@ class ASRModule(RecipeModule):
         self._test: dict[int, list[tuple[str, str, str]]] = {}
         self._test_audio = 0.0
         self._rtf_items: list[torch.Tensor] = []
+        self._beam_fallbacks = 0
 
     def test_step(self, batch, batch_idx):
         out = self.transcribe(batch["wave"], batch["lengths"])
+        self._beam_fallbacks += int(out.get("beam_fallbacks", 0))
         for i, cond in enumerate(batch["condition"].tolist()):
             self._test.setdefault(cond, []).append(
                 (batch["texts"][i], self.tokenizer.decode(out["tokens"][i]),
@@ -199,6 +203,8 @@ class ASRModule(RecipeModule):
             "metrics": metrics,
             "per_condition": per_condition,
             "decode": d,
+            # joint beams that died out and were replaced by the CTC greedy answer
+            "beam_fallbacks": self._beam_fallbacks,
             "text_normalization": self.normalize.to_dict(),
             "speed": {
                 "train_utterances_per_s": round(self.train_samples / train_s, 2),
@@ -220,6 +226,9 @@ class ASRModule(RecipeModule):
                 for c, rows in sorted(self._test.items())
             },
         }
+        if self._beam_fallbacks:
+            log.warning("%d joint beams died out and were replaced by the CTC greedy answer",
+                        self._beam_fallbacks)  # fmt: skip
         for key, value in metrics.items():
             self.log(f"test/{key}", value)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,12 @@ from toolkit.data.cache import sha256_file
 from toolkit.data.labelled import LabelMap, load_labelled_splits, read_labelled_file
 from toolkit.data.sentiment import build_sentiment_corpus, load_sentiment_splits
 from toolkit.data.text import Vocab, tokenize
+
+log = logging.getLogger(__name__)
+TEST_FROM_VALID = (
+    "valid (no test file given: the test scores are on the validation set that picked the "
+    "checkpoint)"
+)
 
 
 class SentimentDataModule(pl.LightningDataModule):
@@ -53,6 +60,7 @@ class SentimentDataModule(pl.LightningDataModule):
         self.domain, self.limit, self.split_seed = domain, limit, split_seed
         self.extra_train_domains = list(extra_train_domains or [])
         self.train_file, self.valid_file, self.test_file = train_file, valid_file, test_file
+        self.test_split = "test"
         self.text_field, self.label_field = text_field, label_field
         self.valid_fraction = valid_fraction
         self.max_len, self.min_freq, self.max_vocab = max_len, min_freq, max_vocab
@@ -98,7 +106,12 @@ class SentimentDataModule(pl.LightningDataModule):
             rng.shuffle(train)
             n_valid = max(1, int(len(train) * self.valid_fraction))
             splits["valid"], splits["train"] = train[:n_valid], train[n_valid:]
-        splits.setdefault("test", splits["valid"])
+        if "test" not in splits:
+            # No test file: the run is scored on the validation split, which also picked
+            # the checkpoint. Said here, in the manifest (test_split) and so in metrics.json.
+            log.warning("no data.test_file: the test scores are on the validation split")
+            splits["test"] = splits["valid"]
+            self.test_split = TEST_FROM_VALID
         self.splits = splits
 
     def setup(self, stage: str | None = None) -> None:
@@ -204,4 +217,4 @@ class SentimentDataModule(pl.LightningDataModule):
         ):
             if path:
                 files[split] = {"path": str(path), "sha256": sha256_file(path)}
-        return {"kind": "own", "files": files, "counts": counts}
+        return {"kind": "own", "files": files, "counts": counts, "test_split": self.test_split}
