@@ -27,12 +27,11 @@ from toolkit.train import CONF_DIR
 TEXT_SUFFIXES = (".txt",)
 
 
-def _decode(path: Path, data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise DataError(path, line, None, f"not valid UTF-8 (byte {data[e.start]:#04x})") from None
+def _read(path: Path) -> str:
+    """A text input file, with the readers' limits (file size, line length, UTF-8)."""
+    from toolkit.data.labelled import read_utf8_text
+
+    return read_utf8_text(path)
 
 
 def _lines(source: str, text: str) -> list[tuple[str, str]]:
@@ -49,22 +48,29 @@ def read_inputs(spec: str, kind: str = "text") -> list[tuple[str, str]]:
     line i). Image/audio: file paths (a folder's files, or a .txt list of paths).
     """
     if spec == "-":
-        return _lines("<stdin>", sys.stdin.read())
+        from toolkit.data.labelled import check_line_lengths
+
+        return _lines("<stdin>", check_line_lengths("<stdin>", sys.stdin.read()))
     path = Path(spec)
     if not path.exists():
         raise DataError(path, None, None, "input not found")
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+        for p in entries:  # a dangling link or a link loop: named, not silently passed over
+            if p.is_symlink() and not p.exists():
+                raise DataError(p, None, None, "a link that leads nowhere (dangling or a loop)")
+        # one level only: sub-folders (and links to folders) are not walked into
+        files = [p for p in entries if p.is_file()]
         if kind == "text":
             files = [p for p in files if p.suffix.lower() in TEXT_SUFFIXES]
             if not files:
                 raise DataError(path, None, None, "no .txt files in this folder")
-            return [pair for p in files for pair in _lines(str(p), _decode(p, p.read_bytes()))]
+            return [pair for p in files for pair in _lines(str(p), _read(p))]
         if not files:
             raise DataError(path, None, None, "folder is empty")
         return [(str(p), str(p)) for p in files]
     if kind == "text" or path.suffix.lower() in TEXT_SUFFIXES:
-        pairs = _lines(str(path), _decode(path, path.read_bytes()))
+        pairs = _lines(str(path), _read(path))
         if kind != "text":  # a list of paths, relative to the list file
             pairs = [(str((path.parent / p).resolve()), w) for p, w in pairs if p.strip()]
         return pairs

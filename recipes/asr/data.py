@@ -219,6 +219,7 @@ class ASRDataModule(pl.LightningDataModule):
         normalize: dict[str, Any] | None = None,
         on_error: str = "raise",
         max_seconds: float = 20.0,
+        allow_paths_outside_manifest: bool = False,
         babble_pool: int = 200,
         text: str = "commands",
         tokens: str = "chars",
@@ -237,6 +238,7 @@ class ASRDataModule(pl.LightningDataModule):
         self.limit, self.corpus_seed, self.root = limit, corpus_seed, root
         self.files = {"train": train_file, "valid": valid_file, "test": test_file}
         self.test_split = "test"
+        self.allow_outside = bool(allow_paths_outside_manifest)
         self.too_long: dict[str, int] = {}
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.on_error, self.max_seconds = num_workers, on_error, max_seconds
@@ -303,7 +305,8 @@ class ASRDataModule(pl.LightningDataModule):
             self.prepare_data()
             splits = load_speech_splits(self.folder)
         else:
-            splits = {s: read_speech_manifest(p) for s, p in self.files.items() if p}
+            splits = {s: read_speech_manifest(p, self.allow_outside)
+                      for s, p in self.files.items() if p}  # fmt: skip
             if "train" in splits and "valid" not in splits:
                 rng = np.random.default_rng(self.corpus_seed)
                 order = rng.permutation(len(splits["train"]))

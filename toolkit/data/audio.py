@@ -52,10 +52,14 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return resample_poly(audio, target_sr // g, orig_sr // g).astype(np.float32)
 
 
+MAX_AUDIO_SECONDS = 3600.0  # a longer file is refused before it is read (max_seconds=)
+
+
 def read_audio(
     path: str | Path,
     sample_rate: int = SAMPLE_RATE,
     source: str | None = None,
+    max_seconds: float | None = MAX_AUDIO_SECONDS,
 ) -> np.ndarray:
     """Read ``path`` as mono float32 at ``sample_rate``; bad files raise ``DataError``.
 
@@ -64,10 +68,24 @@ def read_audio(
         sample_rate: output rate; other rates are resampled.
         source: ``"manifest:line"`` the path came from, named in the error instead of the
             audio file itself (so the user knows which line to fix).
+        max_seconds: a longer file (by its header) is refused before any sample is read,
+            so hours of audio never fill the memory; ``None`` = no limit.
     """
     where, line = _where(source, path)
     if not Path(path).is_file():
         raise DataError(where, line, "audio", f"audio file not found: {path}")
+    if max_seconds is not None:
+        try:
+            info = sf.info(str(path))
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+            raise DataError(where, line, "audio", f"unreadable audio {path}: {err}") from None
+        seconds = info.frames / max(info.samplerate, 1)
+        if seconds > max_seconds:
+            raise DataError(
+                where, line, "audio", f"{path} lasts {seconds:,.0f} s, more than the limit of "
+                f"{max_seconds:,.0f} s (read_audio max_seconds=; long recordings are cut "
+                "into utterances first)",
+            )  # fmt: skip
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
@@ -96,8 +114,10 @@ def _where(source: str | None, path: str | Path) -> tuple[str, int | None]:
 # --------------------------------------------------------------------------- manifests
 
 
-def read_jsonl_manifest(path: str | Path) -> list[Utterance]:
-    """Read a JSONL audio manifest (see the module docstring)."""
+def read_jsonl_manifest(path: str | Path, allow_outside: bool = False) -> list[Utterance]:
+    """Read a JSONL audio manifest (see the module docstring). A relative audio path must
+    stay inside the manifest's folder (``..`` that leaves it is refused unless
+    ``allow_outside``); absolute paths are taken as given."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, None, None, "manifest not found")
@@ -120,6 +140,14 @@ def read_jsonl_manifest(path: str | Path) -> list[Utterance]:
         if duration is not None and not (isinstance(duration, (int, float)) and duration > 0):
             raise DataError(path, line_no, "duration", f"not a positive number: {duration!r}")
         full = Path(audio) if Path(audio).is_absolute() else path.parent / audio
+        if not Path(audio).is_absolute() and not allow_outside:
+            inside = path.parent.resolve()
+            if not full.resolve().is_relative_to(inside):
+                raise DataError(
+                    path, line_no, "audio", f"{audio!r} points outside the manifest's folder "
+                    f"{inside}; give an absolute path, or allow it with "
+                    "allow_outside=True (data.allow_paths_outside_manifest=true)",
+                )  # fmt: skip
         out.append(
             Utterance(
                 str(full),
@@ -194,11 +222,11 @@ def read_librispeech(root: str | Path) -> list[Utterance]:
     return out
 
 
-def read_speech_manifest(path: str | Path) -> list[Utterance]:
+def read_speech_manifest(path: str | Path, allow_outside: bool = False) -> list[Utterance]:
     """Any supported own-data format: a ``.jsonl`` file, a Kaldi folder or a LibriSpeech tree."""
     path = Path(path)
     if path.is_file():
-        return read_jsonl_manifest(path)
+        return read_jsonl_manifest(path, allow_outside)
     if (path / "wav.scp").is_file():
         return read_kaldi_dir(path)
     if path.is_dir():

@@ -136,16 +136,28 @@ def read_flickr8k_tokens(token_file: str | Path, image_dir: str | Path) -> list[
     return list(grouped.values())
 
 
+# Larger images are refused from their header, before decoding (a "decompression bomb"
+# claims gigapixels in a few bytes); raise it for genuinely huge photographs.
+MAX_IMAGE_PIXELS = 40_000_000
+
+
 def load_image(path: str | Path, size: int, where: tuple[Path, int | None, str] | None = None):
     """Read an image as RGB ``uint8 (size, size, 3)`` (any mode, any size: resized).
 
     Args:
         where: ``(file, line, field)`` of the entry naming the image, for the error.
     """
+    file, line, fld = where or (Path(path), None, None)
     try:
-        with Image.open(path) as img:
+        with Image.open(path) as img:  # reads the header only
+            pixels = img.size[0] * img.size[1]
+            if pixels > MAX_IMAGE_PIXELS:
+                raise DataError(
+                    file, line, fld, f"image {path} claims {img.size[0]}x{img.size[1]} pixels, "
+                    f"more than the limit of {MAX_IMAGE_PIXELS:,} (captions.MAX_IMAGE_PIXELS); "
+                    "nothing was decoded",
+                )  # fmt: skip
             img = img.convert("RGB").resize((size, size), Image.BILINEAR)
             return np.asarray(img, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as err:
-        file, line, fld = where or (Path(path), None, None)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as err:
         raise DataError(file, line, fld, f"unreadable image {path}: {err}") from err

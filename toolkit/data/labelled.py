@@ -62,14 +62,36 @@ def _format_for(path: Path, fmt: str | None) -> str:
         ) from None
 
 
+# Limits a hostile or broken file hits with a clear error instead of exhausting memory.
+MAX_LINE_CHARS = 1_000_000  # one line (a sentence, a JSON record)
+MAX_FILE_BYTES = 2 << 30  # one text file read whole
+
+
+def check_line_lengths(path: str | Path, text: str, limit: int = MAX_LINE_CHARS) -> str:
+    """``text`` unchanged, or a DataError naming the first line longer than ``limit``."""
+    for line_no, line in enumerate(text.split("\n"), start=1):
+        if len(line) > limit:
+            raise DataError(
+                path, line_no, None, f"line of {len(line):,} characters, more than the limit "
+                f"of {limit:,} (toolkit.data.labelled.MAX_LINE_CHARS)",
+            )  # fmt: skip
+    return text
+
+
 def read_utf8_text(path: Path) -> str:
-    """The file as text (UTF-8, optional BOM); undecodable bytes -> DataError with line."""
+    """The file as text (UTF-8, optional BOM); undecodable bytes -> DataError with line;
+    a file over :data:`MAX_FILE_BYTES` or a line over :data:`MAX_LINE_CHARS` -> DataError."""
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise DataError(path, None, None, f"{size:,} bytes, more than the limit of "
+                        f"{MAX_FILE_BYTES:,} for a text file read whole")  # fmt: skip
     data = path.read_bytes()
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise DataError(path, line, None, f"not valid UTF-8 (byte {data[e.start]:#04x})") from None
+    return check_line_lengths(path, text)
 
 
 def _value(path: Path, line: int, field: str, value: Any, kind: str) -> str:
