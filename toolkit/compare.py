@@ -1,6 +1,6 @@
 """Compare attention types across recipes: run a grid, then write one report.
 
-    python -m toolkit.compare profile=quick                       # every landed recipe
+    python -m toolkit.compare profile=quick                       # every recipe
     python -m toolkit.compare profile=full recipes=[sentiment] attentions=[additive,linear] \
         seeds=[1,2,3]
     python -m toolkit.compare run=false runs_dir=runs/compare/full # report only
@@ -77,8 +77,8 @@ class RecipeImportError(RuntimeError):
     recipe to leave out quietly."""
 
 
-def landed(name: str) -> bool:
-    """True when the recipe's LightningModule imports.
+def require_importable(name: str) -> None:
+    """Import the recipe's LightningModule.
 
     Raises:
         RecipeImportError: naming the recipe, its module and the import error, so a broken
@@ -92,7 +92,6 @@ def landed(name: str) -> bool:
             f"recipe {name}: its module {cfg.recipe.module} does not import ({err}); fix the "
             f"install, or leave it out explicitly with recipes=[...]"
         ) from err
-    return True
 
 
 def _as_list(value: Any) -> list | None:
@@ -281,7 +280,9 @@ def select_recipes(cfg: DictConfig) -> list[str]:
         # together), the others follow in name order
         first = [str(n) for n in (_as_list(cfg.profile.get("first")) or []) if n in known]
         ordered = first + [n for n in known if n not in first]
-        return [n for n in ordered if landed(n)]
+        for n in ordered:
+            require_importable(n)
+        return ordered
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"unknown recipe(s) {unknown}; valid choices: {', '.join(known)}")
@@ -297,6 +298,11 @@ def check_attentions(grid: list[RunSpec]) -> None:
         raise ValueError(f"unknown attention type(s) {bad}; valid choices: {', '.join(names)}")
 
 
+def jobs_of(cfg: DictConfig) -> int:
+    """Runs at a time: ``jobs=``, else the profile's ``jobs``, else 1."""
+    return int(cfg.get("jobs") or cfg.profile.get("jobs") or 1)
+
+
 def intro_text(cfg: DictConfig, grid: list[RunSpec], specs: dict[str, RecipeReport]) -> str:
     """The paragraph at the top of the report: what was run, on what, and how to run more."""
     from toolkit.precision import describe_cpu
@@ -308,7 +314,7 @@ def intro_text(cfg: DictConfig, grid: list[RunSpec], specs: dict[str, RecipeRepo
         if types:
             per_recipe.append(f"{name} ({', '.join(types)})")
     description = str(cfg.profile.get("description") or "").strip()
-    jobs = int(cfg.get("jobs") or cfg.profile.get("jobs") or 1)
+    jobs = jobs_of(cfg)
     parallel = f" {jobs} runs at a time, so their times share the machine." if jobs > 1 else ""
     return (
         f"Profile `{cfg.profile.name}`: {len(grid)} training runs, "
@@ -334,8 +340,9 @@ def compare(cfg: DictConfig) -> Path:
     started = time.perf_counter()
     if cfg.get("run", True):
         timeout = cfg.profile.get("timeout_s")
-        jobs = int(cfg.get("jobs") or cfg.profile.get("jobs") or 1)
-        rows = run_grid(grid, python, float(timeout) if timeout else None, bool(cfg.force), jobs)
+        rows = run_grid(
+            grid, python, float(timeout) if timeout else None, bool(cfg.force), jobs_of(cfg)
+        )
     else:
         rows = collect_grid(grid)
     wall = time.perf_counter() - started

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from toolkit.cli import run_with_key_help
 from toolkit.evaluate import load_module
-from toolkit.runs import write_text_atomic
+from toolkit.runs import atomic_file, write_text_atomic
 from toolkit.train import CONF_DIR
 
 FORMATS = ("torchscript", "onnx", "safetensors")
@@ -160,26 +160,16 @@ def export_weights(module, out_dir: Path) -> dict:
     """Any recipe's model without pickle: ``model.safetensors`` (weights), ``config.yaml``
     (the resolved run config) and ``data_state.json`` (vocabulary, labels, tokenizer), which
     ``init_from=``, ``toolkit.evaluate``/``predict``/``export`` accept as ``ckpt=<folder>``."""
-    import os
-    import tempfile
-
     from omegaconf import OmegaConf
     from safetensors.torch import save_file
 
     from toolkit.lightning import SAFETENSORS_WEIGHTS
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     # clone: safetensors stores no shared storage (tied embeddings are saved twice)
     state = {k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".model.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"format": "attention-toolkit",
-                                        "recipe": str(module.cfg.recipe.name)})  # fmt: skip
-        os.replace(tmp, out_dir / SAFETENSORS_WEIGHTS)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(out_dir / SAFETENSORS_WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": "attention-toolkit",
+                                             "recipe": str(module.cfg.recipe.name)})  # fmt: skip
     cfg = OmegaConf.create(module.hparams["cfg"])
     write_text_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     data_state = json.dumps(module.data_state, indent=1, ensure_ascii=False)

@@ -515,13 +515,13 @@ def write_summary_csv(rows: Sequence[Row], specs: dict[str, RecipeReport], path:
                                 planned])  # fmt: skip
 
 
-def sample_groups(rows: Sequence[Row]) -> list[tuple[Row, list[dict[str, Any]]]]:
-    """The samples of the first finished run of each (model, attention)."""
+def sample_groups(rows: Sequence[Row]) -> list[Row]:
+    """The first finished run with samples of each (model, attention)."""
     out = []
     for members in group_rows([r for r in rows if r.ok]).values():
         first = next((r for r in members if r.samples), None)
         if first is not None:
-            out.append((first, first.samples))
+            out.append(first)
     return out
 
 
@@ -537,7 +537,8 @@ def _md_cell(v: Any) -> str:
 
 def samples_markdown(rows: Sequence[Row]) -> list[str]:
     parts: list[str] = []
-    for row, samples in sample_groups(rows):
+    for row in sample_groups(rows):
+        samples = row.samples
         keys = list(dict.fromkeys(k for s in samples for k in s))
         parts += [
             f"Sample test outputs, {row.model}/{row.attention} seed {row.seed} "

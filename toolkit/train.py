@@ -377,11 +377,6 @@ def main(cfg: DictConfig) -> float | None:
         f"[toolkit.train] trained {b['epochs']} epochs / {b['steps']} steps, stopped by "
         f"{b['stopped_by']}, precision {result['throughput']['precision']}"
     )
-    if b["time_guard_fired"]:
-        print(
-            f"[toolkit.train] WARNING: the time guard trainer.max_time={b['max_time']} fired "
-            f"before the budget (max_epochs={b['max_epochs']}, max_steps={b['max_steps']})"
-        )
     print(f"[toolkit.train] run folder: {run_dir}")
     return value
 

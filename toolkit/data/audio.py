@@ -74,20 +74,16 @@ def read_audio(
     where, line = _where(source, path)
     if not Path(path).is_file():
         raise DataError(where, line, "audio", f"audio file not found: {path}")
-    if max_seconds is not None:
-        try:
-            info = sf.info(str(path))
-        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-            raise DataError(where, line, "audio", f"unreadable audio {path}: {err}") from None
-        seconds = info.frames / max(info.samplerate, 1)
-        if seconds > max_seconds:
-            raise DataError(
-                where, line, "audio", f"{path} lasts {seconds:,.0f} s, more than the limit of "
-                f"{max_seconds:,.0f} s (read_audio max_seconds=; long recordings are cut "
-                "into utterances first)",
-            )  # fmt: skip
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:  # one open: the header first, then the samples
+            seconds = f.frames / max(f.samplerate, 1)
+            if max_seconds is not None and seconds > max_seconds:
+                raise DataError(
+                    where, line, "audio", f"{path} lasts {seconds:,.0f} s, more than the limit "
+                    f"of {max_seconds:,.0f} s (read_audio max_seconds=; long recordings are "
+                    "cut into utterances first)",
+                )  # fmt: skip
+            data, sr = f.read(dtype="float32", always_2d=True), f.samplerate
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         raise DataError(where, line, "audio", f"unreadable audio {path}: {err}") from None
     if data.shape[0] == 0:

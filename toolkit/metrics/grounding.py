@@ -63,7 +63,7 @@ def grid_peak_point(
     ``weights (h·w,)`` over a row-major ``grid = (h, w)`` covering the image.
     """
     h, w = grid
-    idx = int(peak_indices(np.asarray(weights[: h * w], dtype=float), seed))
+    idx = int(peak_indices(weights[: h * w], seed))
     row, col = divmod(idx, w)
     return (col + 0.5) * image_hw[1] / w, (row + 0.5) * image_hw[0] / h
 
@@ -118,9 +118,7 @@ def pointing_game(
         candidates = matching_objects(tokens, t, objects)
         boxes = [objects[i]["box"] for i in candidates]
         if grid is None:
-            hit = (
-                int(peak_indices(np.asarray(attention[t][: len(objects)], float), t)) in candidates
-            )
+            hit = int(peak_indices(attention[t][: len(objects)], t)) in candidates
         else:
             point = grid_peak_point(attention[t], grid, image_hw, seed=t)
             hit = any(inside(point, b) for b in boxes)

@@ -261,7 +261,8 @@ def samples_html(rows: Sequence[Row]) -> str:
     """A few test outputs beside their references, per (model, attention)."""
     esc = html.escape
     parts = []
-    for row, samples in sample_groups(rows):
+    for row in sample_groups(rows):
+        samples = row.samples
         keys = list(dict.fromkeys(k for s in samples for k in s))
         head = "".join(f'<th class="txt">{esc(k)}</th>' for k in keys)
         body = "".join(
