@@ -121,7 +121,7 @@ class EfficientNetLite0(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
         if pretrained:
-            state = torch.load(efficientnet_lite0_weights(), map_location="cpu")
+            state = torch.load(efficientnet_lite0_weights(), map_location="cpu", weights_only=True)
             self.load_state_dict(state, strict=True)
 
     def features(self, images: Tensor) -> Tensor:
