@@ -3,9 +3,19 @@
 Every Debian machine carries ``/usr/share/locale/<lang>/LC_MESSAGES/*.mo``: the English
 messages of installed programs with their translations. :func:`build_catalog_corpus` reads
 the catalogs owned by a pinned list of Debian packages (``make setup`` installs them),
-cleans and filters the pairs, splits them by a hash of the English sentence (so a sentence
-never crosses splits, whatever else is installed) and writes ``train/valid/test.jsonl`` with
-a ``manifest.json`` holding each catalog's package and SHA-256.
+cleans and filters the pairs, splits them by a hash of the English sentence's normalised key
+and writes ``train/valid/test.jsonl`` with a ``manifest.json`` holding each catalog's package
+and SHA-256.
+
+Deduplication and split use :func:`toolkit.data.text.normalised_key` of the source (NFKC,
+case-folded, everything but letters and digits removed), not the exact string: catalogs
+repeat messages with only case or punctuation changed (``Yes``/``yes``,
+``WARNING``/``Warning:``), and an exact-string split put about 5 % of the test sources in
+training under another spelling. All variants of a key hash to the same split, and only the
+first pair of each key is kept (catalogs in path order, messages in catalog order): as
+before, one pair per English sentence, since the other variants are the same message
+translated again and would only weight it twice. The manifest counts exact repeats as
+``dropped.duplicate`` and case/punctuation variants as ``dropped.normalised_duplicate``.
 
 Filters (measured on en-de, ../shared/DATA.md): plural entries, format specifiers
 (``%s``, ``{0}``), command-line option lines, more than ``max_words`` words and duplicate
@@ -21,6 +31,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -29,13 +40,24 @@ from typing import Any
 
 from tqdm import tqdm
 
-from toolkit.data.cache import DataError, cache_root, locked_build, sha256_file, write_json_atomic
+from toolkit.data.cache import (
+    DataError,
+    build_lock,
+    cache_root,
+    locked_build,
+    sha256_file,
+    write_json_atomic,
+)
+from toolkit.data.text import normalised_key
 
 log = logging.getLogger(__name__)
 
 LOCALE_ROOT = Path("/usr/share/locale")
 SPLITS = ("train", "valid", "test")
 LANGS = ("de", "fr", "ja")
+# Bumped whenever the same parameters build a different corpus; a cached folder of an older
+# format is rebuilt. 2: dedupe and split on the normalised source (format 1: exact string).
+CORPUS_FORMAT = 2
 
 # Debian packages whose catalogs make the corpus (catalog_packages.txt, also read by
 # `make setup`, which installs them). Catalogs of other packages are ignored so the corpus
@@ -112,8 +134,10 @@ def read_catalog(path: Path) -> Iterable[tuple[str, str]]:
 
 
 def split_of(source: str, fractions: Sequence[float]) -> str:
-    """Deterministic split from a hash of the source sentence."""
-    h = int(hashlib.sha1(source.encode("utf-8")).hexdigest()[:8], 16) / 16**8
+    """Deterministic split from a hash of the source sentence's :func:`normalised_key`, so
+    every case/punctuation variant of a sentence falls in the same split."""
+    key = normalised_key(source)
+    h = int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) / 16**8
     edge = 0.0
     for name, share in zip(SPLITS, fractions, strict=True):
         edge += share
@@ -130,6 +154,24 @@ def _folder_name(
     name += "-identical" if keep_identical else ""
     name += f"-max{max_words}" if max_words != 40 else ""
     return name + (f"-limit{limit}" if limit else "")
+
+
+def _current_format(folder: Path) -> bool:
+    """Whether the built ``folder`` is of :data:`CORPUS_FORMAT` (older ones leak)."""
+    saved = json.loads((folder / "manifest.json").read_text())
+    return saved.get("format", 1) == CORPUS_FORMAT
+
+
+def _remove_stale(folder: Path) -> None:
+    """Move a corpus of an older format out of the way (under the build lock, rechecked
+    there: another process may have rebuilt it meanwhile) so that it is built again."""
+    with build_lock(folder):
+        if not (folder / "manifest.json").is_file() or _current_format(folder):
+            return
+        log.warning("%s was built by an older corpus format; rebuilding it", folder)
+        stale = folder.with_name(f".{folder.name}.stale-{os.getpid()}")
+        os.rename(folder, stale)  # atomic; a reader with open files keeps reading them
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def build_catalog_corpus(
@@ -176,10 +218,12 @@ def build_catalog_corpus(
     }
     manifest_path = out / "manifest.json"
     if manifest_path.is_file():
-        saved = json.loads(manifest_path.read_text())
-        if saved.get("params") != params:
-            raise DataError(manifest_path, None, "params", f"built with {saved.get('params')}")
-        return out
+        if _current_format(out):
+            saved = json.loads(manifest_path.read_text())
+            if saved.get("params") != params:
+                raise DataError(manifest_path, None, "params", f"built with {saved.get('params')}")
+            return out
+        _remove_stale(out)
 
     owners = catalog_packages(target_lang, Path(locale_root))
     wanted = set(packages)
@@ -195,7 +239,8 @@ def build_catalog_corpus(
             "no message catalogs found: install the pinned Debian packages (make setup)",
         )  # fmt: skip
     dropped: Counter[str] = Counter()
-    seen: set[str] = set()
+    seen: set[str] = set()  # exact sources met (kept, or dropped as a variant)
+    seen_keys: set[str] = set()  # their normalised keys
     items: dict[str, list[dict[str, str]]] = {s: [] for s in SPLITS}
     sources = []
     for path in tqdm(files, desc=f"translation/en-{target_lang} catalogs", unit="file"):
@@ -218,12 +263,17 @@ def build_catalog_corpus(
             reason = keep_pair(source, target, max_words)
             if reason is None and source == target and not keep_identical:
                 reason = "identical"
+            key = normalised_key(source)
             if reason is None and source in seen:
                 reason = "duplicate"
+            if reason is None and key in seen_keys:
+                reason = "normalised_duplicate"  # a case/punctuation variant of a kept one
+                seen.add(source)  # its exact repeats count as plain duplicates
             if reason:
                 dropped[reason] += 1
                 continue
             seen.add(source)
+            seen_keys.add(key)
             items[split_of(source, split)].append(
                 {"source": source, "target": target, "origin": domain}
             )
@@ -248,7 +298,9 @@ def build_catalog_corpus(
             tmp / "manifest.json",
             {
                 "corpus": f"debian-catalogs en-{target_lang}",
+                "format": CORPUS_FORMAT,
                 "params": params,
+                "dedupe_key": "normalised source (NFKC, case-folded, letters and digits only)",
                 "counts": {name: len(items[name]) for name in SPLITS},
                 "dropped": dict(sorted(dropped.items())),
                 "packages_missing": sorted(wanted - found),

@@ -16,7 +16,6 @@ import html
 import json
 import math
 import os
-import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from toolkit.data.labelled import (
     load_labelled_splits,
     read_labelled_file,
 )
+from toolkit.data.text import normalised_key
 from toolkit.data.vader import (
     CORPUS_ARCHIVE,
     VADER_PACKAGE,
@@ -75,7 +75,6 @@ LABELS = ("negative", "positive")
 SPLITS = ("train", "valid", "test")
 _DEFAULT_SPLIT = (0.8, 0.1, 0.1)
 _MANIFEST_FORMAT = 1
-_NON_ALNUM = re.compile(r"[\W_]+")
 
 
 # --------------------------------------------------------------------------- parsing
@@ -90,10 +89,6 @@ def _clean_text(text: str) -> str:
             break
         text = unescaped
     return " ".join(text.split())
-
-
-def _dedup_key(text: str) -> str:
-    return _NON_ALNUM.sub("", text.casefold()) or text.casefold()
 
 
 def _read_rows(
@@ -135,7 +130,7 @@ def _parse_rows(
         # The tweets (and a few product snippets) repeat sentences with only case or
         # punctuation changed ("YAY!!! Another good phone interview!!!"): merge those so one
         # sentence never lands in two splits. The first occurrence is kept.
-        key = _dedup_key(text)
+        key = normalised_key(text)
         if key in labels_of:
             stats["duplicate"] += 1
         else:

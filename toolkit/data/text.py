@@ -1,8 +1,10 @@
-"""Word tokenizer, vocabulary and batch collation for text classification."""
+"""Word tokenizer, vocabulary and batch collation for text classification, and the
+normalised key under which corpus builders count two sentences as the same."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -17,6 +19,26 @@ CLS = "<cls>"
 # quote as two apostrophes (''Conan'') and some sources use LaTeX-style ``quotes``.
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "`": "'"})
 _DOUBLE_APOSTROPHE = re.compile(r"''")
+
+_NON_ALNUM = re.compile(r"[\W_]+")
+
+
+def normalised_key(text: str) -> str:
+    """The key under which corpus builders treat two sentences as one: Unicode NFKC,
+    case-folded, every character that is not a letter or digit removed (punctuation, symbols
+    and whitespace). ``"Yes"``, ``"yes."`` and ``"YES!"`` share a key, as do ``"Warning:"``
+    and ``"WARNING"``. A text without letters or digits keys on its folded form.
+
+    Used to deduplicate and split the sentiment and translation corpora, so that variants
+    of one sentence never land in two splits.
+
+    Example:
+        >>> normalised_key("Log in…") == normalised_key("LOGIN") == "login"
+        True
+    """
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return _NON_ALNUM.sub("", folded) or folded
+
 
 _TOKEN_RE = re.compile(
     r"""
