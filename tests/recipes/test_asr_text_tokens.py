@@ -1,6 +1,7 @@
 """The ASR recipe's text options: the open-vocabulary ``sentences`` corpus (movie-review
-sentences of the sentiment source, synthesised like the commands) and sentencepiece output
-units, which travel in the checkpoint so a loaded model decodes exactly as the trained one."""
+sentences of the sentiment source and WordNet usage examples, synthesised like the
+commands) and sentencepiece output units, which travel in the checkpoint so a loaded model
+decodes exactly as the trained one."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ from test_asr import SMALL  # the ASR tests' small model (tests/recipes is on sy
 
 from recipes.asr.data import CharTokenizer, SentencePieceTokenizer, tokenizer_from_state
 from recipes.asr.module import ASRModule
+from toolkit.data.cache import DataError
 from toolkit.data.sentiment import domain_sentences
 from toolkit.data.speech import (
+    SENTENCE_SPLIT_SIZES,
     SENTENCE_WORDS,
     SPLIT_SIZES,
     TEST_VOICES,
@@ -32,10 +35,12 @@ from toolkit.data.speech import (
     corpus_folder,
     corpus_sizes,
     generate_commands,
+    held_out_record,
     load_speech_splits,
     sentence_splits,
     speech_sentences,
     speech_text,
+    wordnet_sentences,
 )
 from toolkit.data.vader import SDIST_ENV
 from toolkit.evaluate import evaluate, load_module
@@ -57,6 +62,13 @@ TINY = [
 
 @pytest.fixture(scope="session")
 def movie_sentences(sdist_path) -> tuple[list[str], dict]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(SDIST_ENV, str(sdist_path))
+        return speech_sentences(wordnet=False)
+
+
+@pytest.fixture(scope="session")
+def all_sentences(sdist_path) -> tuple[list[str], dict]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(SDIST_ENV, str(sdist_path))
         return speech_sentences()
@@ -106,21 +118,42 @@ def test_sentence_pool_and_splits(movie_sentences):
     assert tiny["test"] == full["test"][: len(tiny["test"])]  # a limit takes a prefix
 
 
+def test_wordnet_examples_and_the_open_vocabulary_pool(all_sentences, movie_sentences, tmp_path):
+    examples, record = wordnet_sentences()
+    assert record["package"] == "wordnet-base" and record["version"]
+    assert set(record["sha256"]) == {"data.noun", "data.verb", "data.adj", "data.adv"}
+    assert len(examples) > 40000 and "he played Bach on the organ" in examples
+    sentences, source = all_sentences
+    selection = source["selection"]
+    assert selection["kept"] == len(sentences) == len(set(sentences))
+    assert selection["kept_movie"] == len(movie_sentences[0])
+    assert selection["kept_wordnet"] > 30000  # many more distinct sentences than 2,750
+    assert source["wordnet"]["sha256"] == record["sha256"]
+    full = sentence_splits(SENTENCE_SPLIT_SIZES, 0, sentences)
+    assert len(set(full["train"])) == SENTENCE_SPLIT_SIZES["train"]  # no repeats needed
+    held = held_out_record(full)
+    assert held["test_sentences_in_train"] == held["valid_sentences_in_train"] == 0
+    with pytest.raises(DataError, match="wordnet-base"):
+        wordnet_sentences(tmp_path)
+
+
 @needs_espeak
-def test_tiny_sentences_corpus(movie_sentences, with_sdist, tmp_path):
+def test_tiny_sentences_corpus(all_sentences, with_sdist, tmp_path):
     folder = build_speech_corpus(tmp_path / "a", limit=8, workers=1, text="sentences")
     assert folder == corpus_folder(tmp_path / "a", 8, 0, "sentences")
     assert folder != corpus_folder(tmp_path / "a", 8, 0, "commands")
-    assert folder.name == "sentences-8-seed0"
+    assert folder.name == "sentences-v2-8-seed0"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["text"] == "sentences" and manifest["text_source"]["kind"] == "sentences"
     assert manifest["text_source"]["member"].endswith("movieReviewSnippets_GroundTruth.txt")
+    assert manifest["text_source"]["wordnet"]["package"] == "wordnet-base"
     assert manifest["counts"] == {"train": 8, "valid": 6, "test": 6}
+    assert manifest["held_out"]["test_sentences_in_train"] == 0
     splits = load_speech_splits(folder)
     texts = {s: [u.text for u in utts] for s, utts in splits.items()}
-    source = {speech_text(t) for t in domain_sentences()[0]}
-    assert all(t in source for ts in texts.values() for t in ts)  # from the sentiment source
-    assert all(t in movie_sentences[0] for ts in texts.values() for t in ts)
+    source = {speech_text(t) for t in domain_sentences()[0] + wordnet_sentences()[0]}
+    assert all(t in source for ts in texts.values() for t in ts)  # from the two sources
+    assert all(t in all_sentences[0] for ts in texts.values() for t in ts)
     flat = [t for ts in texts.values() for t in ts]
     assert len(flat) == len(set(flat))  # no sentence twice, within or across splits
     assert {u.speaker for u in splits["test"]} <= set(TEST_VOICES)
@@ -205,7 +238,8 @@ def test_cli_sentences_with_sentencepiece(compose_cfg, with_sdist, tiny_cache, t
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = json.loads((run / "metrics.json").read_text())
     assert 0.0 <= saved["metrics"]["wer"] <= 5.0 and "ctc_greedy_wer" in saved["metrics"]
-    assert saved["data"]["text"] == "sentences" and saved["data"]["name"] == "sentences-16-seed0"
+    assert saved["data"]["text"] == "sentences"
+    assert saved["data"]["name"] == "sentences-v2-16-seed0"
     assert saved["data"]["tokens"]["kind"] == "sentencepiece"
     assert 30 < saved["data"]["tokens"]["size"] <= 64
     ckpt = run / "checkpoints" / "last.ckpt"

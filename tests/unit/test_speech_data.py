@@ -17,12 +17,23 @@ from toolkit.data.cache import DataError
 from toolkit.data.noise import (
     NOISE_TYPES,
     NoiseMixer,
+    band_power,
     condition_grid,
+    high_pass,
     mix_at_snr,
     realised_snr,
     reverb,
 )
-from toolkit.data.speech import TEST_VOICES, TRAIN_VOICES, grammar_vocabulary, number_words
+from toolkit.data.speech import (
+    SPLIT_SIZES,
+    TEST_VOICES,
+    TRAIN_VOICES,
+    command_split,
+    command_splits,
+    grammar_vocabulary,
+    held_out_record,
+    number_words,
+)
 from toolkit.metrics.asr import TextNormalization, error_rates, wer_grid
 
 RECORDED = "/usr/share/sounds/alsa/Noise.wav"
@@ -57,6 +68,33 @@ def test_realised_snr_equals_requested(kind, snr):
     assert np.abs(mix).max() <= 0.99 + 1e-6
 
 
+def test_band_power_is_the_power_above_the_cut_off():
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    low = np.sin(2 * np.pi * 20 * t)  # below 50 Hz: not counted
+    high = 0.5 * np.sin(2 * np.pi * 440 * t)
+    assert band_power(low + high) == pytest.approx(0.125, rel=1e-6)  # 0.5^2 / 2
+    x = rng.standard_normal(4001)
+    assert band_power(x) == pytest.approx(float(np.mean(high_pass(x) ** 2)), rel=1e-9)
+
+
+@pytest.mark.parametrize("kind", NOISE_TYPES)
+def test_every_noise_has_its_power_where_speech_is(kind):
+    """A noise at 0 dB must be loud where speech is: none of it below the 50 Hz cut-off,
+    and at least a fifth of its power above 150 Hz (a 1/f^2 noise generated down to the
+    lowest FFT bin had under 0.1 % there, so its "0 dB" mixes were nearly clean)."""
+    m = mixer()
+    if kind == "recorded" and m.recorded is None:
+        pytest.skip("alsa-utils Noise.wav not installed")
+    speech = tone(2.0)
+    mix, info = mix_at_snr(speech, m.noise(kind, len(speech), np.random.default_rng(3)), 0.0)
+    added = mix - info["gain"] * speech
+    spectrum = np.abs(np.fft.rfft(added.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(len(added), 1 / 16000)
+    assert spectrum[freqs < 50].sum() < 1e-9 * spectrum.sum()
+    assert spectrum[freqs >= 150].sum() > 0.2 * spectrum.sum()
+
+
 def test_mix_never_clips_and_says_so():
     speech = tone(amp=0.95)
     noise = np.random.default_rng(0).standard_normal(len(speech)).astype(np.float32)
@@ -74,7 +112,7 @@ def test_noise_colour_spectral_slope(kind, slope):
     x = mixer().noise(kind, 1 << 16, np.random.default_rng(0))
     spectrum = np.abs(np.fft.rfft(x)) ** 2
     freqs = np.fft.rfftfreq(len(x))
-    band = (freqs > 1e-3) & (freqs < 0.4)
+    band = (freqs > 0.01) & (freqs < 0.4)  # 160 Hz .. 6.4 kHz
     fit = np.polyfit(np.log(freqs[band]), np.log(spectrum[band]), 1)[0]
     assert fit == pytest.approx(slope, abs=0.15)
 
@@ -196,6 +234,22 @@ def test_grammar_vocabulary_and_numbers():
     assert not set(TEST_VOICES) & set(TRAIN_VOICES) and len(TRAIN_VOICES) >= 12
 
 
+def test_test_and_valid_commands_never_occur_in_training():
+    """The default corpus's texts (what the full build speaks): held-out sentences, not only
+    held-out voices. Before, 203 of the 240 test commands occurred word for word in training."""
+    texts = command_splits(SPLIT_SIZES, seed=0)
+    assert {k: len(v) for k, v in texts.items()} == SPLIT_SIZES
+    train = set(texts["train"])
+    assert not train & set(texts["test"]) and not train & set(texts["valid"])
+    assert not set(texts["test"]) & set(texts["valid"])
+    assert len(set(texts["test"])) == SPLIT_SIZES["test"]  # distinct, not a few repeated
+    assert all(command_split(t, 0) == split for split, ts in texts.items() for t in ts)
+    held = held_out_record(texts)
+    assert held["test_sentences_in_train"] == 0 and held["test_words_unseen_in_train"] == 0
+    assert command_splits(SPLIT_SIZES, seed=0) == texts  # reproducible
+    assert command_splits(SPLIT_SIZES, seed=1)["test"] != texts["test"]
+
+
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 def test_tiny_corpus_build(tmp_path):
     from toolkit.data.speech import build_speech_corpus, load_speech_splits
@@ -203,7 +257,10 @@ def test_tiny_corpus_build(tmp_path):
     folder = build_speech_corpus(tmp_path, limit=8, workers=1)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["counts"] == {"train": 8, "valid": 6, "test": 6}
+    assert manifest["held_out"]["test_sentences_in_train"] == 0
     splits = load_speech_splits(folder)
+    train_texts = {u.text for u in splits["train"]}
+    assert not train_texts & {u.text for u in splits["test"] + splits["valid"]}
     assert {u.speaker for u in splits["test"]} <= set(TEST_VOICES)
     assert {u.speaker for u in splits["train"]} <= set(TRAIN_VOICES)
     info = sf.info(splits["train"][0].audio)

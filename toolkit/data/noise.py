@@ -1,10 +1,16 @@
 """Additive noise at a controlled SNR, and simulated reverberation.
 
 Noise types: ``white``, ``pink`` (1/f power), ``brown`` (1/f^2), ``babble`` (a sum of other
-utterances), ``recorded`` (a noise recording, by default alsa-utils' ``Noise.wav``). The SNR is
-computed from the mean power of the whole speech signal and the whole noise segment, so the
-realised SNR of a mix is the requested one. If the mix would clip, speech and noise are
-scaled down together (the SNR is unchanged) and the mix reports it.
+utterances), ``recorded`` (a noise recording, by default alsa-utils' ``Noise.wav``).
+
+The SNR is a **speech-band SNR**: speech and noise powers are both measured above
+``BAND_LOW_HZ`` (50 Hz, :func:`band_power`), and every noise is high-passed at that same
+cut-off before mixing. Without this a 1/f^2 noise generated down to the lowest FFT bin puts
+almost all of its power below any frequency speech uses, so a "0 dB" brown-noise mix sounds
+(and scores) like clean speech. With it, a 0 dB mix of any type has as much power as the speech
+where the speech is, which is what a listener expects of 0 dB. The realised SNR of a mix is the
+requested one (measured the same way). If the mix would clip, speech and noise are scaled down
+together (the SNR is unchanged) and the mix reports it.
 
 ``reverb`` convolves speech with a synthetic room impulse response (exponentially decaying
 noise with a given RT60), a crude but standard stand-in for measured room responses.
@@ -23,32 +29,58 @@ from toolkit.data.audio import SAMPLE_RATE, read_audio
 
 NOISE_TYPES = ("white", "pink", "brown", "babble", "recorded")
 DEFAULT_RECORDED = "/usr/share/sounds/alsa/Noise.wav"
+BAND_LOW_HZ = 50.0  # the SNR band starts here; noise is high-passed here
 _EPS = 1e-12
 
 
 def power(x: np.ndarray) -> float:
-    """Mean power of a signal."""
+    """Mean power of a signal (all frequencies)."""
     return float(np.mean(np.square(x, dtype=np.float64)))
 
 
+def high_pass(
+    x: np.ndarray, cutoff_hz: float = BAND_LOW_HZ, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
+    """``x`` with every FFT bin below ``cutoff_hz`` (DC included) set to zero."""
+    if len(x) < 2:
+        return np.zeros_like(x)
+    spectrum = np.fft.rfft(np.asarray(x, dtype=np.float64))
+    spectrum[np.fft.rfftfreq(len(x), 1.0 / sample_rate) < cutoff_hz] = 0.0
+    return np.fft.irfft(spectrum, len(x)).astype(np.asarray(x).dtype, copy=False)
+
+
+def band_power(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
+    """Mean power of ``x`` above ``BAND_LOW_HZ`` (the power the SNR is defined on)."""
+    if len(x) < 2:
+        return power(x)
+    spectrum = np.abs(np.fft.rfft(np.asarray(x, dtype=np.float64))) ** 2
+    weight = np.full(len(spectrum), 2.0)  # one-sided spectrum: Parseval's weights
+    weight[0] = 1.0
+    if len(x) % 2 == 0:
+        weight[-1] = 1.0
+    weight[np.fft.rfftfreq(len(x), 1.0 / sample_rate) < BAND_LOW_HZ] = 0.0
+    return float(np.sum(weight * spectrum) / len(x) ** 2)
+
+
 def realised_snr(speech: np.ndarray, noise: np.ndarray) -> float:
-    """SNR in dB of ``speech`` against the noise component actually added."""
-    return 10.0 * np.log10(max(power(speech), _EPS) / max(power(noise), _EPS))
+    """Speech-band SNR in dB of ``speech`` against the noise component actually added."""
+    return 10.0 * np.log10(max(band_power(speech), _EPS) / max(band_power(noise), _EPS))
 
 
 def _coloured(n: int, rng: np.random.Generator, exponent: float) -> np.ndarray:
-    """Gaussian noise whose power spectrum falls as ``1 / f**exponent``."""
+    """Gaussian noise whose power spectrum falls as ``1 / f**exponent`` above
+    ``BAND_LOW_HZ`` and is zero below it (unit variance)."""
     spectrum = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.fft.rfftfreq(n)
-    freqs[0] = freqs[1] if n > 1 else 1.0
-    spectrum = spectrum / freqs ** (exponent / 2.0)
+    freqs = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
+    keep = freqs >= BAND_LOW_HZ
+    spectrum[~keep] = 0.0
+    spectrum[keep] = spectrum[keep] / freqs[keep] ** (exponent / 2.0)
     out = np.fft.irfft(spectrum, n)
-    out -= out.mean()
     return (out / (out.std() + _EPS)).astype(np.float32)
 
 
 def white_noise(n: int, rng: np.random.Generator) -> np.ndarray:
-    return rng.standard_normal(n).astype(np.float32)
+    return _coloured(n, rng, 0.0)
 
 
 def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -84,7 +116,10 @@ def babble_noise(
 def mix_at_snr(
     speech: np.ndarray, noise: np.ndarray, snr_db: float, peak: float = 0.99
 ) -> tuple[np.ndarray, dict[str, float | bool]]:
-    """Add ``noise`` to ``speech`` so that the speech-to-noise power ratio is ``snr_db``.
+    """Add ``noise`` to ``speech`` so that the speech-band power ratio is ``snr_db``.
+
+    ``noise`` is high-passed at ``BAND_LOW_HZ`` first (what lies below would add power no
+    SNR counts), then scaled from the two band powers (:func:`band_power`).
 
     Returns:
         ``(mix, info)``: ``info["noise_gain"]`` the factor applied to the noise,
@@ -93,7 +128,8 @@ def mix_at_snr(
     """
     if len(noise) != len(speech):
         raise ValueError(f"noise has {len(noise)} samples, speech {len(speech)}")
-    ps, pn = power(speech), power(noise)
+    noise = high_pass(noise)
+    ps, pn = band_power(speech), band_power(noise)
     noise_gain = float(np.sqrt(ps / max(pn, _EPS) / 10.0 ** (snr_db / 10.0)))
     mix = speech + noise_gain * noise
     top = float(np.abs(mix).max())

@@ -5,12 +5,17 @@ Two text sources (``text``):
 
 * ``commands`` (default): a small grammar (lights, alarms, music, timers, weather,
   reminders; numbers and clock times spelled as words, about 150 words) generates commands.
-* ``sentences``: open vocabulary, the English movie-review sentences (Rotten Tomatoes
-  snippets) of the sentiment recipe's VADER source (:func:`toolkit.data.sentiment.
-  domain_sentences`), normalised for speech by :func:`speech_text` (lower case, accents
-  stripped, numbers 0-999 spelled, punctuation dropped; a sentence with anything else left
-  is dropped), kept at 4-14 words and deduplicated. The sentences are ordered by a seeded
-  hash and cut into test, valid and train, so no sentence is in two splits.
+  Every distinct command belongs to one split, chosen by a seeded hash of its words
+  (:func:`command_split`), so the test and validation commands are word sequences that never
+  occur in training: the test set holds out sentences as well as voices.
+* ``sentences``: open vocabulary, English sentences from two offline sources: the
+  movie-review sentences (Rotten Tomatoes snippets) of the sentiment recipe's VADER source
+  (:func:`toolkit.data.sentiment.domain_sentences`) and the quoted usage examples of the
+  WordNet 3.0 glosses (Debian ``wordnet-base``, :func:`wordnet_sentences`), normalised for
+  speech by :func:`speech_text` (lower case, accents stripped, numbers 0-999 spelled,
+  punctuation dropped; a sentence with anything else left is dropped), kept at 4-14 words
+  and deduplicated. The sentences are ordered by a seeded hash and cut into test, valid and
+  train, so no sentence is in two splits.
 
 Each text is spoken by one espeak-ng voice variant (language + ``+m1..m7``/``+f1..f5``) at a
 random speed and pitch, resampled to 16 kHz mono and stored as 16-bit WAV. Training and
@@ -53,9 +58,15 @@ TRAIN_VOICES = (
 # Held out: variants m6, m7, f5 and the West Midlands accent never occur in training.
 TEST_VOICES = ("en-gb-x-gbcwmd+m6", "en-us+f5", "en-gb-x-rp+m7")
 SPLIT_SIZES = {"train": 4000, "valid": 300, "test": 240}
+# The open-vocabulary corpus: many more distinct sentences, so more (cheap) utterances.
+SENTENCE_SPLIT_SIZES = {"train": 16000, "valid": 300, "test": 240}
 TEXT_SOURCES = ("commands", "sentences")
 SENTENCE_WORDS = (4, 14)  # kept sentence lengths (words, inclusive)
-_FORMAT = 1
+# Shares of the distinct commands held out for test and validation (by hash, see command_split).
+COMMAND_HELD_OUT = {"test": 0.08, "valid": 0.08}
+WORDNET_DIR = "/usr/share/wordnet"
+WORDNET_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
+_FORMAT = 2  # 2: held-out command sentences, WordNet sentences (folder names carry it)
 
 # ----------------------------------------------------------------------------- grammar
 ONES = [
@@ -165,6 +176,42 @@ def generate_commands(count: int, seed: int) -> list[str]:
     return [rng.choice(_templates(rng)) for _ in range(count)]
 
 
+def command_split(text: str, seed: int = 0) -> str:
+    """The split a distinct command belongs to (``test``, ``valid`` or ``train``), from a
+    seeded hash of its words: the same command is always in the same split."""
+    digest = hashlib.sha256(f"{seed}\x00asr-commands\x00{text}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2.0**64
+    if u < COMMAND_HELD_OUT["test"]:
+        return "test"
+    return "valid" if u < COMMAND_HELD_OUT["test"] + COMMAND_HELD_OUT["valid"] else "train"
+
+
+def command_splits(sizes: dict[str, int], seed: int = 0) -> dict[str, list[str]]:
+    """``sizes[split]`` commands per split, drawn uniformly over the templates, each kept
+    only for the split :func:`command_split` assigns it to: no command is in two splits.
+    Training may repeat a command (spoken by another voice); test and valid commands are
+    distinct, so a few short fixed commands cannot fill the held-out sets.
+
+    Raises:
+        ValueError: the grammar cannot fill a split (a split share too small).
+    """
+    rng = random.Random(f"{seed}-commands")
+    out: dict[str, list[str]] = {split: [] for split in sizes}
+    seen: dict[str, set[str]] = {split: set() for split in sizes}
+    budget = 200 * max(1, sum(sizes.values()))
+    while any(len(out[s]) < n for s, n in sizes.items()):
+        budget -= 1
+        if budget < 0:
+            raise ValueError(f"the command grammar cannot fill the splits {sizes}")
+        text = rng.choice(_templates(rng))
+        split = command_split(text, seed)
+        fresh = split == "train" or text not in seen.get(split, ())
+        if split in out and len(out[split]) < sizes[split] and fresh:
+            out[split].append(text)
+            seen[split].add(text)
+    return out
+
+
 def grammar_vocabulary(samples: int = 20000, seed: int = 0) -> set[str]:
     """Words the grammar produces (estimated by sampling; ~150)."""
     return {w for text in generate_commands(samples, seed) for w in text.split()}
@@ -198,15 +245,74 @@ def speech_text(text: str) -> str | None:
     return None if not text or _UNSPEAKABLE.search(text) else text
 
 
-def speech_sentences(domain: str = "movie") -> tuple[list[str], dict[str, Any]]:
-    """The sentiment corpus's sentences of ``domain`` that :func:`speech_text` can speak,
-    of ``SENTENCE_WORDS`` words, without repeats (first occurrence, file order).
+def _dpkg_version(package: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True
+        )
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+_QUOTED = re.compile(r'"([^"]+)"')
+
+
+def wordnet_sentences(folder: str | Path = WORDNET_DIR) -> tuple[list[str], dict[str, Any]]:
+    """The quoted usage examples of the WordNet 3.0 glosses (``data.noun`` ... ``data.adv``
+    of Debian ``wordnet-base``), in file order, repeats kept.
 
     Returns:
-        The sentences and the source record (VADER sdist, member checksum, counts of rows
-        dropped as unspeakable, too short or long, or repeated).
+        The examples and the source record (package version, sha256 of each file, counts).
+
+    Raises:
+        DataError: a data file is missing (with how to install it).
+    """
+    folder = Path(folder)
+    texts: list[str] = []
+    files: dict[str, str] = {}
+    for name in WORDNET_FILES:
+        path = folder / name
+        if not path.is_file():
+            raise DataError(
+                path, None, None,
+                "WordNet data file missing: the open-vocabulary speech corpus needs it "
+                "(Debian: apt-get install wordnet-base)",
+            )  # fmt: skip
+        data = path.read_bytes()
+        files[name] = hashlib.sha256(data).hexdigest()
+        for line in data.decode("utf-8", errors="replace").splitlines():
+            if line.startswith("  ") or " | " not in line:  # licence header, no gloss
+                continue
+            texts += [m.strip() for m in _QUOTED.findall(line.split(" | ", 1)[1])]
+    record = {
+        "package": "wordnet-base",
+        "version": _dpkg_version("wordnet-base"),
+        "folder": str(folder),
+        "sha256": files,
+        "rows": len(texts),
+    }
+    return texts, record
+
+
+def speech_sentences(
+    domain: str = "movie", wordnet: bool = True
+) -> tuple[list[str], dict[str, Any]]:
+    """The sentiment corpus's sentences of ``domain`` (then, with ``wordnet``, the WordNet
+    usage examples) that :func:`speech_text` can speak, of ``SENTENCE_WORDS`` words, without
+    repeats (first occurrence, file order).
+
+    Returns:
+        The sentences and the source record (VADER sdist and member checksum, WordNet
+        package and file checksums, counts of rows dropped as unspeakable, too short or
+        long, or repeated, and how many sentences each source gave).
     """
     texts, source = domain_sentences(domain)
+    sources = {"movie": len(texts)}
+    if wordnet:
+        extra, wordnet_record = wordnet_sentences()
+        texts = texts + extra
+        source = {**source, "wordnet": wordnet_record}
     low, high = SENTENCE_WORDS
     kept: dict[str, None] = {}
     stats = {"unspeakable": 0, "length": 0, "duplicate": 0}
@@ -221,6 +327,9 @@ def speech_sentences(domain: str = "movie") -> tuple[list[str], dict[str, Any]]:
         else:
             kept[spoken] = None
     stats["kept"] = len(kept)
+    if wordnet:  # how many of the kept sentences came from each source
+        movie = {t for t in (speech_text(x) for x in texts[: sources["movie"]]) if t in kept}
+        stats["kept_movie"], stats["kept_wordnet"] = len(movie), len(kept) - len(movie)
     return list(kept), {**source, "words": [low, high], "selection": stats}
 
 
@@ -313,17 +422,29 @@ def _rows(name: str, texts: list[str], voices: tuple[str, ...], rng: random.Rand
     return rows
 
 
-def _split_jobs(name: str, count: int, voices: tuple[str, ...], seed: int) -> list[dict]:
-    rng = random.Random(f"{seed}-{name}")
-    return _rows(name, generate_commands(count, seed=rng.randrange(1 << 30)), voices, rng)
-
-
-def corpus_sizes(limit: int | None = None) -> dict[str, int]:
-    """Utterances per split asked for: ``SPLIT_SIZES``, or a tiny version for ``limit``."""
+def corpus_sizes(limit: int | None = None, text: str = "commands") -> dict[str, int]:
+    """Utterances per split asked for: ``SPLIT_SIZES`` (``SENTENCE_SPLIT_SIZES`` for the
+    open-vocabulary text), or a tiny version for ``limit``."""
+    sizes = SENTENCE_SPLIT_SIZES if text == "sentences" else SPLIT_SIZES
     if not limit:
-        return dict(SPLIT_SIZES)
+        return dict(sizes)
     return {k: max(len(TEST_VOICES), min(v, limit if k == "train" else max(6, limit // 4)))
-            for k, v in SPLIT_SIZES.items()}  # fmt: skip
+            for k, v in sizes.items()}  # fmt: skip
+
+
+def held_out_record(texts: dict[str, list[str]]) -> dict[str, int]:
+    """How far test and valid texts are held out from training: sentences (word sequences)
+    found in training (0 by construction) and distinct test words never heard in training."""
+    train = set(texts["train"])
+    train_words = {w for t in train for w in t.split()}
+    test_words = {w for t in texts["test"] for w in t.split()}
+    return {
+        "test_sentences_in_train": sum(t in train for t in texts["test"]),
+        "valid_sentences_in_train": sum(t in train for t in texts["valid"]),
+        "distinct_test_sentences": len(set(texts["test"])),
+        "test_words_unseen_in_train": len(test_words - train_words),
+        "test_words": len(test_words),
+    }
 
 
 def corpus_folder(
@@ -332,7 +453,7 @@ def corpus_folder(
     """Where :func:`build_speech_corpus` puts the corpus of these settings."""
     if text not in TEXT_SOURCES:
         raise ValueError(f"unknown speech text {text!r}; valid: {', '.join(TEXT_SOURCES)}")
-    name = f"{text}-{corpus_sizes(limit)['train']}-seed{seed}"
+    name = f"{text}-v{_FORMAT}-{corpus_sizes(limit, text)['train']}-seed{seed}"
     return Path(root or cache_root()) / "asr" / name
 
 
@@ -350,9 +471,10 @@ def build_speech_corpus(
         limit: if set, at most ``limit`` training utterances (valid/test scaled down too).
         seed: the text, voice speed/pitch draw.
         workers: synthesis processes.
-        text: ``commands`` (the grammar) or ``sentences`` (movie-review sentences; test and
-            valid have distinct sentences, training repeats its sentences with other voices
-            when there are fewer than asked).
+        text: ``commands`` (the grammar, test and valid commands never in training) or
+            ``sentences`` (movie-review and WordNet sentences; test and valid have distinct
+            sentences, training repeats its sentences with other voices when there are
+            fewer than asked).
 
     Returns:
         The folder with ``{train,valid,test}.jsonl``, the WAVs and ``manifest.json``.
@@ -360,17 +482,21 @@ def build_speech_corpus(
     final = corpus_folder(root, limit, seed, text)
     if (final / "manifest.json").is_file():
         return final
-    sizes = corpus_sizes(limit)
+    sizes = corpus_sizes(limit, text)
     version = espeak_version()
     voices = {"train": TRAIN_VOICES, "valid": TRAIN_VOICES, "test": TEST_VOICES}
     if text == "sentences":
         sentences, source = speech_sentences()
         texts = sentence_splits(sizes, seed, sentences)
-        splits = {s: _rows(s, texts[s], voices[s], random.Random(f"{seed}-{s}")) for s in sizes}
         text_source: dict[str, Any] = {"kind": "sentences", **source}
     else:
-        splits = {s: _split_jobs(s, n, voices[s], seed) for s, n in sizes.items()}
-        text_source = {"kind": "commands", "grammar": "toolkit.data.speech.generate_commands"}
+        texts = command_splits(sizes, seed)
+        text_source = {
+            "kind": "commands",
+            "grammar": "toolkit.data.speech.command_splits",
+            "held_out_shares": COMMAND_HELD_OUT,
+        }
+    splits = {s: _rows(s, texts[s], voices[s], random.Random(f"{seed}-{s}")) for s in sizes}
     with locked_build(final) as tmp:
         if tmp is None:  # another process built it meanwhile
             return final
@@ -407,6 +533,7 @@ def build_speech_corpus(
                     for s, rows in splits.items()
                 },  # fmt: skip
                 "voices": {s: list(v) for s, v in voices.items()},
+                "held_out": held_out_record(texts),
                 "vocabulary_size": len(
                     {w for rows in splits.values() for r in rows for w in r["text"].split()}
                 ),  # fmt: skip
