@@ -4,8 +4,11 @@ attention type trains in the encoder, and 20 utterances are overfit to WER 0."""
 
 from __future__ import annotations
 
+import csv
+import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +25,7 @@ from toolkit.evaluate import evaluate, load_module
 from toolkit.metrics.asr import error_rates
 from toolkit.train import CONF_DIR, train
 
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 
 SMALL = [
@@ -43,6 +47,13 @@ TINY = [
     "decode.beam_size=2",
     *SMALL,
 ]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_fast_run_writes_asr_run_folder(compose_cfg, tmp_path):
@@ -87,6 +98,23 @@ def test_fast_run_writes_asr_run_folder(compose_cfg, tmp_path):
     again = evaluate(ecfg, tmp_path / "eval")
     assert again["decode"]["mode"] == "ctc_greedy"
     assert again["metrics"]["wer"] == pytest.approx(metrics["ctc_greedy_wer"])
+
+    # The decoding sweep behind decode.ctc_weight: validation split only, its files written.
+    sweep = _script("asr_decode_sweep")
+    out = tmp_path / "sweep"
+    argv = ["x", str(run / "checkpoints" / "last.ckpt"), "--ctc-weights", "0", "0.5",
+            "--beams", "2", "--threads", "1", "--out", str(out)]  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("sys.argv", argv)
+        sweep.main()
+    rows = list(csv.DictReader(out.with_suffix(".csv").read_text().splitlines()))
+    assert [(r["mode"], r["ctc_weight"]) for r in rows] == [
+        ("ctc_greedy", ""),
+        ("attention_beam", ""),
+        ("joint", "0.5"),
+    ]
+    assert all(int(r["utterances"]) == 6 for r in rows)  # the 6 validation utterances
+    assert "Clean validation split (6 utterances" in out.with_suffix(".md").read_text()
 
 
 @pytest.mark.parametrize("attention", available())
@@ -166,3 +194,35 @@ def test_tiny_overfit_reaches_wer_zero(compose_cfg, tmp_path):
             batch["texts"], [module.tokenizer.decode(t) for t in out["tokens"]], module.normalize
         )
         assert noisy_rates["wer"] >= 0.3, (kind, noisy_rates["wer"])
+
+
+def test_dead_joint_beam_falls_back_to_ctc_and_is_counted(monkeypatch):
+    """A joint beam that dies out is replaced by the CTC greedy answer, and counted."""
+    from omegaconf import OmegaConf
+
+    import recipes.asr.module as asr_module
+    from recipes.asr.data import CharTokenizer
+    from toolkit.metrics.asr import TextNormalization
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["recipe=asr", *SMALL])
+    GlobalHydra.instance().clear()
+    tok = CharTokenizer.build(["turn on the lights", "play some jazz"])
+    state = {**tok.to_state(), "normalize": TextNormalization().to_dict(), "sample_rate": 16000}
+    module = asr_module.ASRModule(OmegaConf.to_container(cfg, resolve=True), state).eval()
+    real = asr_module.beam_search
+
+    def second_beam_dies(*args, **kwargs):
+        hyps = real(*args, **kwargs)
+        hyps[1] = []
+        return hyps
+
+    monkeypatch.setattr(asr_module, "beam_search", second_beam_dies)
+    torch.manual_seed(0)
+    wave, lengths = torch.randn(3, 12000) * 0.1, torch.tensor([12000, 9000, 11000])
+    out = module.transcribe(wave, lengths, mode="joint")
+    assert out["beam_fallbacks"] == 1
+    assert out["tokens"][1] == out["ctc"][1] and out["attention"][1] is None
+    monkeypatch.setattr(asr_module, "beam_search", real)
+    assert module.transcribe(wave, lengths, mode="joint")["beam_fallbacks"] == 0
