@@ -32,7 +32,7 @@ case "${1:-}" in
   captioning-default)  # the default config (additive, 15 epochs <= 20 min): README results
     train runs/captioning/default-additive-15ep recipe=captioning attention=additive ;;
   captioning-ablation)  # the default config with a mean over the regions instead of attention
-    train runs/captioning/ablation-mean-15ep recipe=captioning attention=additive model.attend=mean ;;
+    train runs/captioning/ablation-mean-15ep recipe=captioning attention=uniform model.attend=mean ;;
   asr-default)  # the default config (multihead, 13 epochs <= 29 min): README results
     train runs/asr/default-multihead-13ep recipe=asr ;;
   asr-sentences)  # the open-vocabulary variant, sentencepiece units, a short budget

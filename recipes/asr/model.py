@@ -25,7 +25,9 @@ class CTCAttentionASR(nn.Module):
         attention, attention_options: encoder self-attention type (the ``attention`` group).
         layer: ``conformer`` or ``transformer`` encoder layers.
         embed_dim, num_heads, encoder_layers, decoder_layers, ffn_dim, dropout: sizes.
-        decoder_attention: registered type of the decoder's self- and cross-attention.
+        decoder_attention: registered type of the decoder's self- and cross-attention
+            (``multihead`` in the configs); it does not follow ``attention``, which is the
+            encoder's, so ``attention_modules`` also lists this type (and its core).
         positions: encoder positions (``sinusoidal``/``learned``/``none``).
         spec_augment: ``SpecAugment`` options (None = off).
         kernel_size: Conformer convolution kernel.

@@ -4,7 +4,9 @@
   registered attention type (``toolkit.nn.AttentionRNNDecoderStep``, Bahdanau order: attend
   with the previous hidden state), the gating scalar ``β = σ(f_β(h))`` and, in the loss, the
   doubly-stochastic regulariser ``λ Σ_s (1 - Σ_t α_ts)²`` (``attention_penalty``).
-  ``attend=mean`` replaces attention by the mean over regions (the ablation).
+  ``attend=mean`` replaces attention by the mean over regions (the ablation); that is the
+  ``uniform`` attention type, so it is accepted with ``attention=uniform`` only (a run
+  records its attention type, and the mean uses no other).
 * ``CaptionTransformer``: a Transformer decoder (causal self-attention, cross-attention
   over the regions with the chosen attention type), incremental decoding with a cache.
 
@@ -33,7 +35,10 @@ Tensor = torch.Tensor
 
 
 class MeanOverRegions(nn.Module):
-    """Stand-in for attention: the context is the mean of the real regions (uniform weights)."""
+    """Stand-in for attention: the context is the mean of the real regions (uniform weights),
+    i.e. the ``uniform`` attention type for one query (counted as such by ``built_types``)."""
+
+    attention_type = "uniform"
 
     def precompute(self, memory: Tensor) -> dict[str, Tensor]:
         return {}
@@ -96,7 +101,8 @@ class ShowAttendTell(nn.Module):
         attention: registered attention name; options in ``attention_options``.
         embed_dim / hidden_dim / memory_dim: word embedding, LSTM and region sizes.
         gate: the gating scalar on the context.
-        attend: ``attention`` or ``mean`` (ablation: no attention, mean of the regions).
+        attend: ``attention`` or ``mean`` (ablation: no attention, mean of the regions;
+            needs ``attention="uniform"``, the type it computes).
         dropout: on embeddings, step outputs and regions.
     """
 
@@ -116,6 +122,13 @@ class ShowAttendTell(nn.Module):
         super().__init__()
         if attend not in ("attention", "mean"):
             raise ValueError(f"unknown attend {attend!r}; valid choices: attention, mean")
+        if attend == "mean" and attention != "uniform":
+            # the run would record `attention` while the decoder only averages the regions
+            raise ValueError(
+                f"captioning ShowAttendTell: model.attend=mean averages the regions (the "
+                f"'uniform' type), so attention={attention} would be recorded but never used; "
+                "run the ablation as attention=uniform model.attend=mean (or attention=uniform)"
+            )
         self.regions = RegionEncoder(encoder, memory_dim)
         self.decoder = AttentionGRUDecoder(
             vocab_size, embed_dim, hidden_dim, memory_dim, attention, padding_idx=0,
@@ -161,6 +174,10 @@ class ShowAttendTell(nn.Module):
 
 class CaptionTransformer(nn.Module):
     """Transformer decoder over image regions (cross-attention = the chosen type).
+
+    The decoder's causal self-attention is always standard ``multihead`` (``scaled_dot``
+    core), whatever ``attention`` is: only the cross-attention over the regions follows the
+    run's type (so ``attention_modules`` also lists ``multihead`` and ``scaled_dot``).
 
     Args:
         vocab_size: output vocabulary.

@@ -75,7 +75,8 @@ class _Classifier(nn.Module):
             if pooling_only:  # the run would record `local` and use something else
                 raise ValueError(
                     f"attention=local with {type(self).__name__}: this model's only attention "
-                    "is its pooling, whose learned query has no position for a local window. "
+                    "of the run's type is its pooling, whose learned query has no position "
+                    "for a local window. "
                     "Use model=transformer attention=local (local self-attention in the "
                     "encoder) or another attention type."
                 )
@@ -169,7 +170,12 @@ class RNNClassifier(_Classifier):
 
 class TransformerClassifier(_Classifier):
     """Embedding + positions -> Transformer encoder (self-attention = ``attention``) ->
-    attention pooling -> linear."""
+    attention pooling (same type) -> linear.
+
+    With ``attention="local"`` the pooling uses ``scaled_dot`` instead: a learned pooling
+    query has no position to centre a window on, so the window shapes the encoder only
+    (``attention_modules`` then lists ``local`` and ``scaled_dot``).
+    """
 
     def __init__(
         self,
@@ -232,10 +238,18 @@ class TransformerClassifier(_Classifier):
 class MiniLMClassifier(_Classifier):
     """all-MiniLM-L6-v2 loaded into our Transformer encoder, then pooling and a head.
 
-    ``self_attention``: the encoder's attention type (``multihead`` reproduces the original;
-    another registered core swaps it while keeping the pretrained projections).
+    ``self_attention``: the encoder's attention type; ``None`` (default) = the run's
+    ``attention`` (``multihead`` reproduces the original; another registered core swaps it
+    while keeping the pretrained projections).
     ``pooling``: ``mean`` (as the sentence-transformers model was trained) or
     ``attention`` (pooling with the run's attention type).
+
+    A run records ``attention``, so some module must use it: a ``self_attention`` other
+    than ``attention`` with ``pooling="mean"`` is refused (``ValueError``), and so is
+    ``attention="local"`` when only the pooling would follow it. Types whose core has
+    weights of its own (``additive``, ``general``) cannot be the encoder's (the pretrained
+    model has none for them): pool with them instead (``self_attention=multihead``,
+    ``pooling=attention``).
     """
 
     def __init__(
@@ -245,7 +259,7 @@ class MiniLMClassifier(_Classifier):
         attention: str = "multihead",
         attention_options: dict[str, Any] | None = None,
         path: str | None = None,
-        self_attention: str = "multihead",
+        self_attention: str | None = None,
         pooling: str = "mean",
         dropout: float = 0.1,
         max_len: int = 64,
@@ -255,16 +269,34 @@ class MiniLMClassifier(_Classifier):
         super().__init__()
         from toolkit.nn.minilm import MiniLMEncoder
 
+        if pooling not in ("mean", "attention"):
+            raise ValueError(f"pooling must be 'mean' or 'attention', got {pooling!r}")
+        self_attention = self_attention or attention
+        if self_attention != attention and pooling != "attention":
+            raise ValueError(
+                f"sentiment MiniLMClassifier: attention={attention} with "
+                f"model.self_attention={self_attention} and model.pooling={pooling} uses no "
+                f"{attention!r} module, yet the run would record it. Leave "
+                f"model.self_attention=null (the encoder then uses the run's type), run "
+                f"attention={self_attention}, or pool with it (model.pooling=attention)."
+            )
         options = {}
         if self_attention == attention:
             options = {k: v for k, v in (attention_options or {}).items() if k != "num_heads"}
-        self.encoder = MiniLMEncoder.from_pretrained(path, attention=self_attention, **options)
+        try:
+            self.encoder = MiniLMEncoder.from_pretrained(path, attention=self_attention, **options)
+        except ValueError as err:
+            raise ValueError(
+                f"sentiment MiniLMClassifier: {err}; or pool with attention={attention} over "
+                "the original encoder: model.self_attention=multihead model.pooling=attention"
+            ) from err
         dim = self.encoder.hidden_size
-        if pooling not in ("mean", "attention"):
-            raise ValueError(f"pooling must be 'mean' or 'attention', got {pooling!r}")
         self.pooling = pooling
         if pooling == "attention":
-            self._init_head(dim, num_classes, attention, attention_options, 4, dropout)
+            self._init_head(
+                dim, num_classes, attention, attention_options, 4, dropout,
+                pooling_only=self_attention != attention,
+            )  # fmt: skip
         else:
             self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, num_classes))
 

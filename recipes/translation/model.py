@@ -26,7 +26,11 @@ LUONG = {"dot", "general", "scaled_dot"}
 
 class Seq2SeqTransformer(nn.Module):
     """Pre-norm Transformer encoder–decoder with one shared source/target embedding tied
-    to the output projection. Self- and cross-attention are the configured type."""
+    to the output projection. Self- and cross-attention are the configured type, except
+    that ``attention="local"`` keeps standard ``multihead`` cross-attention (a window is a
+    self-attention pattern; a band over the source means nothing) unless
+    ``cross_attention`` names a type: ``attention_modules`` then lists ``local`` for the
+    self-attention and ``multihead`` + ``scaled_dot`` for the cross-attention."""
 
     def __init__(
         self,

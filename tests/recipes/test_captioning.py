@@ -78,7 +78,8 @@ def test_step_and_reorder_match_teacher_forcing():
 @needs_fashion
 @pytest.mark.parametrize(
     "extra", [["attention=additive"], ["attention=multihead", "model=transformer"],
-              ["attention=scaled_dot", "regions=boxes"], ["model.attend=mean"]],
+              ["attention=scaled_dot", "regions=boxes"],
+              ["attention=uniform", "model.attend=mean"]],  # the ablation is `uniform`
 )  # fmt: skip
 def test_fast_run_writes_run_folder(extra, compose_cfg, tmp_path):
     cfg = compose_cfg(*TINY, "debug=fast", *extra)

@@ -21,7 +21,7 @@ from .dot import DotAttention, GeneralAttention, ScaledDotAttention
 from .linear import LinearAttention
 from .local import LocalAttention, band_mask
 from .multihead import MultiHeadAttention
-from .registry import available, build, built_types, get, register
+from .registry import available, build, built_types, get, implemented_type, register
 from .uniform import UniformAttention
 
 
@@ -51,6 +51,7 @@ __all__ = [
     "capturing",
     "causal_mask",
     "get",
+    "implemented_type",
     "masked_softmax",
     "normalize_mask",
     "padding_mask",

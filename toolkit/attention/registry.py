@@ -1,4 +1,5 @@
-"""One registry mapping attention names to their builders."""
+"""One registry mapping attention names to their builders, and ``built_types``: which
+registered types a model really holds."""
 
 from __future__ import annotations
 
@@ -47,13 +48,52 @@ def build(name: str, **kwargs: Any) -> nn.Module:
         raise TypeError(f"attention {name!r}: {err}") from err
 
 
+def implemented_type(cls: type) -> str | None:
+    """The registered attention type that instances of ``cls`` implement, or ``None``.
+
+    A registered class implements its own name. Any other module class that computes a
+    registered type's maths in another form (e.g. ``toolkit.nn.LocalPAttention``, the
+    single-query form of ``local``) declares it in its body as
+    ``attention_type = "<registered name>"``. The declaration is read from the class's own
+    ``__dict__`` only: a subclass, which may change the maths, inherits neither that
+    attribute nor the registered name (``registry_name``) here; it counts only when it is
+    registered or declares ``attention_type`` itself.
+
+    Raises:
+        ValueError: the class declares a name that is not registered.
+    """
+    for name, registered in _REGISTRY.items():
+        if registered is cls:
+            return name
+    declared = vars(cls).get("attention_type")
+    if declared is None:
+        return None
+    if declared not in _REGISTRY:
+        raise ValueError(
+            f"{cls.__qualname__}.attention_type = {declared!r} is not a registered attention "
+            f"type; valid choices: {', '.join(available())}"
+        )
+    return declared
+
+
 def built_types(model: nn.Module) -> dict[str, int]:
-    """How many modules of each registered attention type ``model`` holds (a ``multihead``
-    counts once, and so does the core inside it): what a run really uses."""
-    by_class = {cls: name for name, cls in _REGISTRY.items() if isinstance(cls, type)}
+    """How many modules of each registered attention type ``model`` holds: what a run really
+    uses (``metrics.json`` -> ``attention_modules``).
+
+    Every module found by ``model.modules()`` whose class ``implemented_type`` names counts
+    once under that name: registered blocks and the classes that declare
+    ``attention_type`` (``LocalPAttention`` counts as ``local``). A ``multihead`` layer
+    counts once, and so does the core inside it (``multihead`` + ``scaled_dot`` for
+    standard MHA, ``multihead`` + ``local`` for multi-head local attention). Wrappers that
+    only hold such a module (``MemoryAttention``, ``AttentionPooling``) are not counted.
+    """
     counts: dict[str, int] = {}
+    names: dict[type, str | None] = {}
     for module in model.modules():
-        name = by_class.get(type(module))
+        cls = type(module)
+        if cls not in names:
+            names[cls] = implemented_type(cls)
+        name = names[cls]
         if name is not None:
             counts[name] = counts.get(name, 0) + 1
     return dict(sorted(counts.items()))

