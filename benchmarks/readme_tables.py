@@ -1,0 +1,222 @@
+"""The recipe READMEs' result tables, regenerated from the small result files committed under
+each recipe's ``results/`` folder (``metrics.json`` and per-condition CSVs of the runs, never
+checkpoints).
+
+    python benchmarks/readme_tables.py            # print every block
+    python benchmarks/readme_tables.py --write    # replace the blocks in the READMEs
+    python benchmarks/readme_tables.py --check    # exit 1 when a README differs (a test runs it)
+
+A block sits between ``<!-- results:NAME -->`` and ``<!-- results:NAME:end -->`` in a README;
+``BLOCKS`` maps each name to its README and the function that renders it. ``previous/`` holds
+the files of the run a table is compared against (the figures before a protocol change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _json(path: str) -> dict[str, Any]:
+    return json.loads((ROOT / path).read_text(encoding="utf-8"))
+
+
+def _csv(path: str) -> list[dict[str, str]]:
+    with open(ROOT / path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{100 * value:.{digits}f}"
+
+
+def _md(head: list[str], rows: list[list[str]], right: int = 1) -> list[str]:
+    align = ["---"] * right + ["---:"] * (len(head) - right)
+    return ["| " + " | ".join(head) + " |", "| " + " | ".join(align) + " |"] + [
+        "| " + " | ".join(r) + " |" for r in rows
+    ]
+
+
+# ----------------------------------------------------------------------------- speech
+
+ASR_NOW = "recipes/asr/results/default"
+ASR_BEFORE = "recipes/asr/results/previous"
+
+
+def _asr_budget(saved: dict[str, Any]) -> str:
+    budget = saved.get("budget") or {}
+    if not budget:
+        return "13 epochs (1,625 steps)"
+    return f"{budget.get('epochs')} epochs ({budget.get('steps'):,} steps)"
+
+
+def asr_summary() -> str:
+    """The default config before and after the held-out-sentence / speech-band-SNR protocol."""
+    now, before = _json(f"{ASR_NOW}/metrics.json"), _json(f"{ASR_BEFORE}/metrics.json")
+    m, b = now["metrics"], before["metrics"]
+
+    def row(name: str, key: str) -> list[str]:
+        return [name, _pct(b.get(key)), _pct(m.get(key))]
+
+    utts = now["per_condition"]["clean"]["decode"]["utterances"]
+    held = now["data"]["held_out"]["test_sentences_in_train"]
+    old = _json(f"{ASR_BEFORE}/held_out.json")
+    old_utts = before["per_condition"]["clean"]["decode"]["utterances"]
+    rows = [
+        [
+            "test utterances whose sentence is also in training",
+            f"{old['test_sentences_in_train']} of {old_utts}",
+            f"{held} of {utts}",
+        ],  # fmt: skip
+        ["SNR measured over", "full band", "speech band (> 50 Hz), noise high-passed"],
+        row("WER clean, joint (%)", "wer"),
+        row("WER clean, CTC greedy (%)", "ctc_greedy_wer"),
+        row("WER 10 dB, mean of 5 noises (%)", "wer_avg_10"),
+        row("WER 0 dB, mean of 5 noises (%)", "wer_avg_0"),
+        row("WER brown 0 dB (%)", "wer_brown_0"),
+        row("WER babble 0 dB (%)", "wer_babble_0"),
+        row("WER reverb RT60 0.5 s (%)", "wer_reverb_0.5"),
+        row("CER clean (%)", "cer"),
+        ["decoding", _decode(before), _decode(now)],
+        ["budget", _asr_budget(before), _asr_budget(now)],
+    ]
+    lines = _md(["", "before", "now"], rows)
+    return "\n".join(lines)
+
+
+def _decode(saved: dict[str, Any]) -> str:
+    d = saved["decode"]
+    if d["mode"] == "ctc_greedy":
+        return "CTC greedy"
+    return f"{d['mode']}, beam {d['beam_size']}, ctc_weight {d['ctc_weight']}"
+
+
+def _wer_grid(path: str, prefix: str) -> str:
+    """A noise x level WER table (%) from a run's CSV, with the mean over the noises of
+    each level from the exact figures in metrics.json (the CSV rounds to 0.01)."""
+    rows = _csv(path)
+    m = _json(f"{ASR_NOW}/metrics.json")["metrics"]
+    levels = [k for k in rows[0] if k != "noise"]
+    kinds = [r["noise"] for r in rows]
+
+    def mean(level: str) -> str:
+        if level == "clean":
+            return f"**{100 * m[f'{prefix}wer']:.2f}**"
+        vals = [m[f"{prefix}wer_{kind}_{level}"] for kind in kinds]
+        return f"**{100 * sum(vals) / len(vals):.2f}**"
+
+    body = [[r["noise"]] + [r[k] for k in levels] for r in rows]
+    body.append([f"**mean of {len(kinds)}**"] + [mean(k) for k in levels])
+    head = ["noise"] + [k if k == "clean" else f"{k} dB" for k in levels]
+    return "\n".join(_md(head, body))
+
+
+def asr_wer() -> str:
+    return _wer_grid(f"{ASR_NOW}/wer_table.csv", "")
+
+
+def asr_ctc_wer() -> str:
+    return _wer_grid(f"{ASR_NOW}/ctc_greedy_wer_table.csv", "ctc_greedy_")
+
+
+def asr_decode_sweep() -> str:
+    rows = _csv("recipes/asr/results/decode_sweep.csv")
+    head = ["mode", "beam", "ctc_weight", "WER %", "CER %", "dead beams", "utterances", "s"]
+    keys = ["mode", "beam", "ctc_weight", "wer", "cer", "beam_fallbacks", "utterances", "seconds"]
+    return "\n".join(_md(head, [[r[k] for k in keys] for r in rows], right=3))
+
+
+# ----------------------------------------------------------------------------- translation
+
+TR_NOW = "recipes/translation/results/default"
+TR_BEFORE = "recipes/translation/results/previous"
+
+
+def translation_summary() -> str:
+    """The default Transformer before and after the normalised-key split."""
+    now, before = _json(f"{TR_NOW}/metrics.json"), _json(f"{TR_BEFORE}/metrics.json")
+    m, b = now["metrics"], before["metrics"]
+
+    def row(name: str, key: str, digits: int = 1) -> list[str]:
+        f = lambda v: "—" if v is None else f"{v:.{digits}f}"  # noqa: E731
+        return [name, f(b.get(key)), f(m.get(key))]
+
+    rows = [
+        ["test pairs", f"{before['test_examples']:,}", f"{now['test_examples']:,}"],
+        ["split and dedupe on", "exact source", "normalised source"],
+        row("BLEU, beam 5", "bleu"),
+        row("BLEU, greedy", "bleu_greedy"),
+        row("chrF, beam 5", "chrf"),
+        row("BLEU, copy the source", "copy_bleu"),
+        row("chrF, copy the source", "copy_chrf"),
+        row("cross-attention monotonicity", "attention_monotonicity", 2),
+        row("cross-attention entropy", "attention_entropy", 2),
+        ["precision", str(before.get("precision", "bf16-mixed")), str(now.get("precision"))],
+        ["epochs", str(before.get("epochs")), str((now.get("budget") or {}).get("epochs"))],
+    ]
+    return "\n".join(_md(["", "before", "now"], rows))
+
+
+# ----------------------------------------------------------------------------- registry
+
+BLOCKS: dict[str, tuple[str, Callable[[], str]]] = {
+    "asr-summary": ("recipes/asr/README.md", asr_summary),
+    "asr-wer": ("recipes/asr/README.md", asr_wer),
+    "asr-ctc-wer": ("recipes/asr/README.md", asr_ctc_wer),
+    "asr-decode-sweep": ("recipes/asr/README.md", asr_decode_sweep),
+    "translation-summary": ("recipes/translation/README.md", translation_summary),
+}
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- results:{name} -->", f"<!-- results:{name}:end -->"
+
+
+def replace_block(text: str, name: str, block: str, where: str = "README") -> str:
+    start, end = markers(name)
+    head, found, rest = text.partition(start)
+    body, found_end, tail = rest.partition(end)
+    if not found or not found_end:
+        raise SystemExit(f"{where}: no {start} ... {end} block")
+    return f"{head}{start}\n{block}\n{end}{tail}"
+
+
+def rendered(readme: str) -> str:
+    """``readme``'s text with every block of it regenerated."""
+    text = (ROOT / readme).read_text(encoding="utf-8")
+    for name, (path, render) in BLOCKS.items():
+        if path == readme:
+            text = replace_block(text, name, render(), readme)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write", action="store_true")
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    stale = []
+    for readme in sorted({path for path, _ in BLOCKS.values()}):
+        new = rendered(readme)
+        if args.write:
+            (ROOT / readme).write_text(new, encoding="utf-8")
+        elif args.check and new != (ROOT / readme).read_text(encoding="utf-8"):
+            stale.append(readme)
+    if not args.write and not args.check:
+        for name, (path, render) in BLOCKS.items():
+            print(f"## {name} ({path})\n{render()}\n")
+    if stale:
+        print(f"result tables differ from the committed files in {', '.join(stale)}; run "
+              "python benchmarks/readme_tables.py --write", file=sys.stderr)  # fmt: skip
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
