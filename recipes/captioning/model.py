@@ -8,7 +8,12 @@
   ``uniform`` attention type, so it is accepted with ``attention=uniform`` only (a run
   records its attention type, and the mean uses no other).
 * ``CaptionTransformer``: a Transformer decoder (causal self-attention, cross-attention
-  over the regions with the chosen attention type), incremental decoding with a cache.
+  over the regions with the chosen attention type), incremental decoding with a cache. A
+  self-attention-only type (``rotary``, ``alibi``, ``relative``) goes into the causal
+  self-attention instead, and the cross-attention is then ``multihead``.
+
+``ShowAttendTell`` refuses the self-attention-only types: its only attention is the LSTM
+state over the regions, which shares no position axis with them.
 
 Both return teacher-forced ``logits (B, T, V)`` and attention ``(B, T, S)``, and give the
 ``step``/``reorder`` pair that ``toolkit.decoding`` searches with.
@@ -22,6 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from toolkit.attention import self_attention_only
 from toolkit.nn import (
     AttentionGRUDecoder,
     TransformerDecoder,
@@ -120,6 +126,14 @@ class ShowAttendTell(nn.Module):
         dropout: float = 0.2,
     ) -> None:
         super().__init__()
+        if self_attention_only(attention):
+            raise ValueError(
+                f"captioning ShowAttendTell: attention={attention} is self-attention only (it "
+                "scores a query and a key by their positions in one sequence), and this "
+                "model's only attention is the LSTM state over the image regions. Use "
+                f"model=transformer attention={attention} (its causal self-attention; the "
+                "cross-attention over the regions is then multihead)."
+            )
         if attend not in ("attention", "mean"):
             raise ValueError(f"unknown attend {attend!r}; valid choices: attention, mean")
         if attend == "mean" and attention != "uniform":
@@ -175,14 +189,18 @@ class ShowAttendTell(nn.Module):
 class CaptionTransformer(nn.Module):
     """Transformer decoder over image regions (cross-attention = the chosen type).
 
-    The decoder's causal self-attention is always standard ``multihead`` (``scaled_dot``
-    core), whatever ``attention`` is: only the cross-attention over the regions follows the
-    run's type (so ``attention_modules`` also lists ``multihead`` and ``scaled_dot``).
+    The decoder's causal self-attention is standard ``multihead`` (``scaled_dot`` core) and
+    the cross-attention over the regions follows the run's type (so ``attention_modules``
+    also lists ``multihead`` and ``scaled_dot``), except for the self-attention-only types
+    (``rotary``, ``alibi``, ``relative``: positions of caption tokens, which the regions do
+    not share): those become the causal self-attention and the cross-attention is
+    ``multihead``.
 
     Args:
         vocab_size: output vocabulary.
         encoder: ``ImageEncoder`` arguments.
-        attention: registered name of the cross-attention (self-attention is multi-head).
+        attention: registered name of the cross-attention (self-attention is multi-head),
+            or of the self-attention for a self-attention-only type.
         embed_dim / num_heads / num_layers / ffn_dim: decoder size.
         positions: ``sinusoidal`` or ``learned`` token positions.
     """
@@ -205,10 +223,15 @@ class CaptionTransformer(nn.Module):
         self.regions = RegionEncoder(encoder, embed_dim)
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.positions = build_positions(positions, embed_dim, max_len=max_len + 2)
+        options = dict(attention_options or {})
+        if self_attention_only(attention):  # positions of caption tokens: self-attention
+            types = {"self_attention": attention, "self_attention_options": options,
+                     "cross_attention": "multihead"}  # fmt: skip
+        else:
+            types = {"cross_attention": attention, "cross_attention_options": options}
         self.decoder = TransformerDecoder(
-            num_layers, embed_dim, num_heads, ffn_dim=ffn_dim, dropout=dropout,
-            cross_attention=attention, cross_attention_options=dict(attention_options or {}),
-        )  # fmt: skip
+            num_layers, embed_dim, num_heads, ffn_dim=ffn_dim, dropout=dropout, **types
+        )
         self.generator = nn.Linear(embed_dim, vocab_size)
         self.scale = embed_dim**0.5
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from toolkit.attention import self_attention_only
 from toolkit.nn import AttentionPooling, TransformerEncoder
 from toolkit.nn.positions import build_positions
 
@@ -83,6 +84,18 @@ class _Classifier(nn.Module):
             # A learned pooling query has no position to centre a window on: pool with
             # scaled dot-product; `local` shapes the Transformer encoder (metrics.json
             # `attention_modules` lists both).
+            attention, options = "scaled_dot", {}
+        elif self_attention_only(attention):  # rotary, alibi, relative
+            if pooling_only:  # the run would record the type and use something else
+                raise ValueError(
+                    f"attention={attention} with {type(self).__name__}: this model's only "
+                    "attention of the run's type is its pooling, whose learned query has no "
+                    f"position in the sentence, and {attention} is self-attention only. Use "
+                    f"model=transformer attention={attention} ({attention} self-attention in "
+                    "the encoder) or another attention type."
+                )
+            # Positions of a learned pooling query mean nothing: pool with scaled dot-product;
+            # the type shapes the Transformer encoder's self-attention.
             attention, options = "scaled_dot", {}
         if attention == "multihead":
             options.setdefault("num_heads", num_heads)
@@ -174,7 +187,9 @@ class TransformerClassifier(_Classifier):
 
     With ``attention="local"`` the pooling uses ``scaled_dot`` instead: a learned pooling
     query has no position to centre a window on, so the window shapes the encoder only
-    (``attention_modules`` then lists ``local`` and ``scaled_dot``).
+    (``attention_modules`` then lists ``local`` and ``scaled_dot``). The same holds for the
+    self-attention-only types ``rotary``, ``alibi`` and ``relative`` (positions inside the
+    encoder's self-attention; the pooling uses ``scaled_dot``).
     """
 
     def __init__(
@@ -246,7 +261,8 @@ class MiniLMClassifier(_Classifier):
 
     A run records ``attention``, so some module must use it: a ``self_attention`` other
     than ``attention`` with ``pooling="mean"`` is refused (``ValueError``), and so is
-    ``attention="local"`` when only the pooling would follow it. Types whose core has
+    ``attention="local"`` (or a self-attention-only type: ``rotary``, ``alibi``,
+    ``relative``) when only the pooling would follow it. Types whose core has
     weights of its own (``additive``, ``general``) cannot be the encoder's (the pretrained
     model has none for them): pool with them instead (``self_attention=multihead``,
     ``pooling=attention``).

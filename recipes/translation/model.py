@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from toolkit.attention import self_attention_only
 from toolkit.nn import TransformerDecoder, TransformerEncoder, build_positions
 from toolkit.nn.attention_layer import reorder_cache
 from toolkit.nn.rnn import AttentionGRUDecoder, reorder_search_state
@@ -30,7 +31,9 @@ class Seq2SeqTransformer(nn.Module):
     that ``attention="local"`` keeps standard ``multihead`` cross-attention (a window is a
     self-attention pattern; a band over the source means nothing) unless
     ``cross_attention`` names a type: ``attention_modules`` then lists ``local`` for the
-    self-attention and ``multihead`` + ``scaled_dot`` for the cross-attention."""
+    self-attention and ``multihead`` + ``scaled_dot`` for the cross-attention. The
+    self-attention-only types (``rotary``, ``alibi``, ``relative``: positions of query and
+    key in one sequence) do the same, and cannot be named as ``cross_attention``."""
 
     def __init__(
         self,
@@ -63,8 +66,10 @@ class Seq2SeqTransformer(nn.Module):
             attention_options=options, **common,
         )  # fmt: skip
         # `local` is a self-attention pattern: a band over the source makes no sense for
-        # cross-attention, so that falls back to multihead unless set explicitly.
-        cross = cross_attention or ("multihead" if attention == "local" else attention)
+        # cross-attention, so that falls back to multihead unless set explicitly; so do the
+        # self-attention-only types (rotary, alibi, relative), which cross-attention refuses.
+        positional = attention == "local" or self_attention_only(attention)
+        cross = cross_attention or ("multihead" if positional else attention)
         self.decoder = TransformerDecoder(
             decoder_layers, embed_dim, num_heads, self_attention=attention,
             cross_attention=cross, self_attention_options=options,
@@ -118,7 +123,8 @@ class Seq2SeqTransformer(nn.Module):
 
 class Seq2SeqRNN(nn.Module):
     """Bidirectional GRU encoder + GRU decoder attending over the source at every step
-    (Bahdanau et al. 2015 with ``additive``; Luong et al. 2015 with ``dot``/``general``)."""
+    (Bahdanau et al. 2015 with ``additive``; Luong et al. 2015 with ``dot``/``general``).
+    Self-attention-only types (``rotary``, ``alibi``, ``relative``) are refused."""
 
     def __init__(
         self,
@@ -134,6 +140,14 @@ class Seq2SeqRNN(nn.Module):
         attention_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        if self_attention_only(attention):
+            raise ValueError(
+                f"translation Seq2SeqRNN: attention={attention} is self-attention only (it "
+                "scores a query and a key by their positions in one sequence), and this "
+                "model's only attention is the decoder state over the source. Use "
+                f"model=transformer attention={attention} (its self-attention; the "
+                "cross-attention is then multihead)."
+            )
         self.pad_id = pad_id
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
         self.encoder = nn.GRU(

@@ -55,11 +55,17 @@ CORE_OPTIONS: dict[str, dict] = {
     "additive": {"hidden_dim": 6, "chunk_elements": 48},
     "local": {"window": 2, "block_size": 3},
     "linear": {"chunk_size": 4},
+    "relative": {"max_relative_position": 3},  # distances clip at T = 11
 }
 # multihead-local uses block_size | window: local's shifted-slices path (the plain block,
 # with 2 % 3 != 0, runs the unfold path)
 MH_CORE_OPTIONS: dict[str, dict] = {"local": {"window": 2, "block_size": 2}}
-MH_CORES = ("scaled_dot", "dot", "general", "additive", "local", "linear", "uniform")
+MH_CORES = (
+    "scaled_dot", "dot", "general", "additive", "local", "linear", "uniform",
+    "rotary", "alibi", "relative",
+)  # fmt: skip
+# positions of query and key in one sequence, aligned to the end (like local's band)
+SELF_ONLY = {n for n in available() if attention.self_attention_only(n)}
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,10 @@ def make(
             dropout=dropout,
             **opts,
         )
-    elif case.name in ("additive", "general", "dot", "scaled_dot", "local", "linear", "uniform"):
+    elif case.name in (
+        "additive", "general", "dot", "scaled_dot", "local", "linear", "uniform",
+        "rotary", "alibi", "relative",
+    ):  # fmt: skip
         dq, dk, _ = case_dims(case)
         if dims is not None:
             dq, dk = dims
@@ -247,7 +256,7 @@ def test_shapes_and_weight_rows(case, mask_kind, cross):
 
 def test_core_on_4d_inputs_with_4d_masks():
     """Cores accept (B, H, T, D) inputs with (B, H|1, Tq|1, Tk) masks."""
-    for name in ("scaled_dot", "dot", "local", "linear", "additive", "general"):
+    for name in ("scaled_dot", "dot", "local", "linear", "additive", "general", *SELF_ONLY):
         block = make(Case(name), dims=(4, 4))
         q, k, v = (torch.randn(B, 3, T, 4) for _ in range(3))
         for mask in (
@@ -348,8 +357,9 @@ def test_padding_invariance(case, path, causal):
     out, _ = block(q, k, v, key_padding(lengths, T))
     out_p, _ = block(qp, kp, vp, key_padding(lengths, T + pad))
     assert_close(out_p[:, :T], out, atol=1e-5, rtol=1e-5)
-    # keys-only padding (cross-attention); local/causal align queries to the end of the keys
-    if case.base != "local" and not causal:
+    # keys-only padding (cross-attention); local/causal/positional types align queries to
+    # the end of the keys
+    if case.base != "local" and case.base not in SELF_ONLY and not causal:
         out_k, _ = block(q, kp, vp, key_padding(lengths, T + pad))
         assert_close(out_k, out, atol=1e-5, rtol=1e-5)
 
@@ -730,11 +740,15 @@ def test_linear_rejects_unknown_feature_map():
 
 # ----------------------------------------------------------------------------- registry, config
 
-EXPECTED_NAMES = {"additive", "dot", "general", "scaled_dot", "multihead", "local", "linear"}
+EXPECTED_NAMES = {
+    "additive", "dot", "general", "scaled_dot", "multihead", "local", "linear",
+    "rotary", "alibi", "relative",
+}  # fmt: skip
 CONFIG_KWARGS = {  # the sizes a model supplies; the config supplies the rest
     "additive": {"query_dim": E},
     "general": {"query_dim": E},
     "multihead": {"embed_dim": E},
+    "relative": {"query_dim": E},
 }
 
 

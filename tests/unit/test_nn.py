@@ -10,7 +10,13 @@ import torch.nn as nn
 from omegaconf import OmegaConf
 from torch.testing import assert_close
 
-from toolkit.attention import MultiHeadAttention, available, capture_attention, set_fast_path
+from toolkit.attention import (
+    MultiHeadAttention,
+    available,
+    capture_attention,
+    self_attention_only,
+    set_fast_path,
+)
 from toolkit.nn import (
     AttentionGRUDecoder,
     AttentionPooling,
@@ -30,6 +36,9 @@ from toolkit.nn import (
 )
 
 ATTENTION = available()
+# rotary, alibi, relative: self-attention only (refused for cross-attention, memories, pooling)
+SELF_ONLY = [n for n in ATTENTION if self_attention_only(n)]
+CROSS_OK = [n for n in ATTENTION if n not in SELF_ONLY]
 B, T, S, E, H = 3, 12, 9, 32, 4
 
 
@@ -97,7 +106,7 @@ def test_encoder_layer_shapes_and_backward(name, norm_first):
 
 @pytest.mark.parametrize("name", ATTENTION)
 def test_decoder_layer_shapes_any_self_and_cross_type(name):
-    cross = ATTENTION[(ATTENTION.index(name) + 1) % len(ATTENTION)]  # a different type
+    cross = next(n for n in CROSS_OK if n != name)  # a different type
     layer = TransformerDecoderLayer(
         E,
         H,
@@ -197,8 +206,8 @@ def test_decoder_causality(name):
 
 @pytest.mark.parametrize("name,norm_first", [(n, True) for n in ATTENTION] + [("multihead", False)])
 def test_incremental_decoding_equals_full_forward(name, norm_first):
-    # local windows are anchored at the query position, which cross-attention lacks
-    cross = "multihead" if name == "local" else name
+    # local windows and positional types need the query position, which cross-attention lacks
+    cross = "multihead" if name == "local" or name in SELF_ONLY else name
     dec = TransformerDecoder(
         2,
         E,
@@ -322,7 +331,7 @@ def test_positions_add_and_offset():
 
 
 @pytest.mark.parametrize("style", ["bahdanau", "luong"])
-@pytest.mark.parametrize("name", ATTENTION)
+@pytest.mark.parametrize("name", CROSS_OK)
 def test_rnn_step_shapes_and_weights(name, style):
     opts = {"window": 2} if name == "local" else {"num_heads": 2} if name == "multihead" else {}
     step = AttentionRNNDecoderStep(16, 20, 24, attention=name, style=style, output_dim=18, **opts)
@@ -338,7 +347,7 @@ def test_rnn_step_shapes_and_weights(name, style):
     assert (out.weights >= 0).all()
 
 
-@pytest.mark.parametrize("name", ATTENTION)
+@pytest.mark.parametrize("name", CROSS_OK)
 def test_rnn_decoder_ignores_padded_memory(name):
     opts = {"window": 2} if name == "local" else {}
     dec = AttentionGRUDecoder(11, 8, 16, 12, attention=name, style="luong", **opts).eval()
@@ -397,7 +406,7 @@ def test_rnn_rejects_bad_names():
 
 
 @pytest.mark.parametrize("num_queries", [1, 3])
-@pytest.mark.parametrize("name", [n for n in ATTENTION if n != "local"])
+@pytest.mark.parametrize("name", [n for n in CROSS_OK if n != "local"])
 def test_attention_pooling_ignores_padding(name, num_queries):
     pool = AttentionPooling(E, attention=name, num_queries=num_queries).eval()
     x, mask = torch.randn(B, T, E), lengths_mask([T, 6, 2], T)

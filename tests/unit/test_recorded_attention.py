@@ -27,7 +27,14 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from toolkit.attention import AttentionBase, available, built_types, get, implemented_type
+from toolkit.attention import (
+    AttentionBase,
+    available,
+    built_types,
+    get,
+    implemented_type,
+    self_attention_only,
+)
 from toolkit.nn.memory_attention import LocalPAttention
 from toolkit.runs import import_object
 from toolkit.train import CONF_DIR
@@ -42,6 +49,8 @@ def model_names(recipe: str) -> list[str]:
 
 
 CASES = [(r, m, a) for r in RECIPES for m in model_names(r) for a in available()]
+# rotary, alibi, relative: positions of query and key in one sequence (self-attention only)
+SELF_ONLY = [a for a in available() if self_attention_only(a)]
 
 # Combinations refused on purpose at start-up: message pattern (it names model and type).
 REFUSED = {
@@ -50,10 +59,17 @@ REFUSED = {
     # the pretrained MiniLM holds no weights for a core with parameters of its own
     ("sentiment", "minilm", "additive"): r"MiniLMClassifier: MiniLM with attention=additive",
     ("sentiment", "minilm", "general"): r"MiniLMClassifier: MiniLM with attention=general",
+    ("sentiment", "minilm", "relative"): r"MiniLMClassifier: MiniLM with attention=relative",
+    # self-attention-only types in a model whose attention is a query over a memory or a
+    # learned pooling query (no position shared with the keys)
+    **{("sentiment", "bigru", a): rf"attention={a} with RNNClassifier" for a in SELF_ONLY},
+    **{("translation", "rnn", a): rf"Seq2SeqRNN: attention={a}" for a in SELF_ONLY},
+    **{("captioning", "lstm", a): rf"ShowAttendTell: attention={a}" for a in SELF_ONLY},
 }
 
 # Parts a model documents as not following `attention` (docstring and README / config):
 # (recipe, model, attention or "*") -> [(module path pattern, the types that part holds)].
+# An entry for the attention type replaces the model's "*" entry.
 STANDARD_MHA = {"multihead", "scaled_dot"}
 FIXED: dict[tuple[str, str, str], list[tuple[str, set[str]]]] = {
     # CTCAttentionASR / recipes/asr/README.md: the decoder's self- and cross-attention are
@@ -74,6 +90,19 @@ FIXED: dict[tuple[str, str, str], list[tuple[str, set[str]]]] = {
     # position for a window, so `local` pools with scaled_dot (the encoder is local)
     ("sentiment", "transformer", "local"): [(r"model\.pool\b", {"scaled_dot"})],
 }
+for _a in SELF_ONLY:
+    FIXED.update({
+        # Seq2SeqTransformer: cross-attention falls back to multihead, as for `local`
+        ("translation", "transformer", _a): [
+            (r"model\.decoder\.layers\.\d+\.cross_attn\b", STANDARD_MHA)
+        ],
+        # CaptionTransformer: the type is the causal self-attention; cross-attention multihead
+        ("captioning", "transformer", _a): [
+            (r"model\.decoder\.layers\.\d+\.cross_attn\b", STANDARD_MHA)
+        ],
+        # TransformerClassifier: the encoder follows the type, the pooling is scaled_dot
+        ("sentiment", "transformer", _a): [(r"model\.pool\b", {"scaled_dot"})],
+    })  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +194,7 @@ def test_built_types_hold_the_recorded_attention(
         return
     if recipe == "asr":
         assert cfg.model.decoder_attention == "multihead"  # what FIXED says for asr
-    fixed = FIXED.get((recipe, model, attention), []) + FIXED.get((recipe, model, "*"), [])
+    fixed = FIXED.get((recipe, model, attention), FIXED.get((recipe, model, "*"), []))
     options = OmegaConf.to_container(cfg.attention.options) if cfg.attention.options else {}
     module = build_module(cfg, data_states[recipe])
     check_recorded(module, attention, asked_types(attention, options), fixed)

@@ -1,8 +1,9 @@
 """The attention block library: one interface, one registry.
 
 >>> from toolkit import attention
->>> attention.available()
-['additive', 'dot', 'general', 'linear', 'local', 'multihead', 'scaled_dot', 'uniform']
+>>> attention.available()  # doctest: +NORMALIZE_WHITESPACE
+['additive', 'alibi', 'dot', 'general', 'linear', 'local', 'multihead', 'relative',
+ 'rotary', 'scaled_dot', 'uniform']
 >>> block = attention.build("additive", query_dim=32, key_dim=48)
 """
 
@@ -21,7 +22,24 @@ from .dot import DotAttention, GeneralAttention, ScaledDotAttention
 from .linear import LinearAttention
 from .local import LocalAttention, band_mask
 from .multihead import MultiHeadAttention
-from .registry import available, build, built_types, get, implemented_type, register
+from .positional import (
+    ALiBiAttention,
+    RelativeAttention,
+    RotaryAttention,
+    alibi_bias,
+    alibi_slopes,
+    apply_rotary,
+    query_key_positions,
+)
+from .registry import (
+    available,
+    build,
+    built_types,
+    get,
+    implemented_type,
+    register,
+    self_attention_only,
+)
 from .uniform import UniformAttention
 
 
@@ -33,6 +51,7 @@ def set_fast_path(model, enabled: bool) -> None:
 
 
 __all__ = [
+    "ALiBiAttention",
     "AdditiveAttention",
     "AttentionBase",
     "AttentionCapture",
@@ -41,8 +60,13 @@ __all__ = [
     "LinearAttention",
     "LocalAttention",
     "MultiHeadAttention",
+    "RelativeAttention",
+    "RotaryAttention",
     "ScaledDotAttention",
     "UniformAttention",
+    "alibi_bias",
+    "alibi_slopes",
+    "apply_rotary",
     "available",
     "band_mask",
     "build",
@@ -55,6 +79,8 @@ __all__ = [
     "masked_softmax",
     "normalize_mask",
     "padding_mask",
+    "query_key_positions",
     "register",
+    "self_attention_only",
     "set_fast_path",
 ]

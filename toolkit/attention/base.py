@@ -149,6 +149,9 @@ class AttentionBase(nn.Module):
     """
 
     registry_name = "base"
+    # True for cores that score a query and a key by their positions in one sequence
+    # (``rotary``, ``alibi``, ``relative``): self-attention only (``self_attention_only``).
+    self_attention_only = False
 
     def __init__(self, dropout: float = 0.0, causal: bool = False) -> None:
         super().__init__()

@@ -48,6 +48,15 @@ def build(name: str, **kwargs: Any) -> nn.Module:
         raise TypeError(f"attention {name!r}: {err}") from err
 
 
+def self_attention_only(name: str) -> bool:
+    """Whether the registered type ``name`` scores a query and a key by their positions in one
+    sequence (``rotary``, ``alibi``, ``relative``; the class says ``self_attention_only =
+    True``). Such a type means nothing for cross-attention over a memory, one RNN query over a
+    memory or a learned pooling query, and those uses refuse it (or, in the model builders,
+    fall back to ``multihead`` cross-attention)."""
+    return bool(getattr(get(name), "self_attention_only", False))
+
+
 def implemented_type(cls: type) -> str | None:
     """The registered attention type that instances of ``cls`` implement, or ``None``.
 

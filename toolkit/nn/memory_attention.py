@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from toolkit.attention import build, get, masked_softmax
+from toolkit.attention import build, get, masked_softmax, self_attention_only
 
 from .attention_layer import build_attention_layer, cached_attention, project_key_value
 
@@ -22,6 +22,17 @@ Tensor = torch.Tensor
 
 # Cores whose scores accept query_dim != key_dim; other cores get memory keys projected.
 MIXED_DIM_CORES = frozenset({"additive", "general"})
+
+
+def _refuse_self_attention_only(attention: str, options: dict[str, Any], why: str) -> None:
+    """``ValueError`` for a self-attention-only type (also as a ``multihead`` core)."""
+    core = options.get("core", "scaled_dot") if attention == "multihead" else attention
+    if self_attention_only(core):
+        raise ValueError(
+            f"attention {core!r} is self-attention only (it scores a query and a key by their "
+            f"positions in one sequence), and {why}; use e.g. 'scaled_dot', 'additive' or "
+            "'multihead' here"
+        )
 
 
 class LocalPAttention(nn.Module):
@@ -93,6 +104,8 @@ class MemoryAttention(nn.Module):
       ``toolkit.attention.built_types``), window centred on a predicted position.
     * any other core (``dot``, ``scaled_dot``, ``linear``, ...): memory keys are projected to
       ``query_dim`` when the sizes differ; values stay the raw memory.
+    * self-attention-only types (``rotary``, ``alibi``, ``relative``) are refused: one query
+      has no position in the memory (``ValueError``).
 
     Args:
         attention: registered attention name.
@@ -104,6 +117,11 @@ class MemoryAttention(nn.Module):
     def __init__(self, attention: str, query_dim: int, memory_dim: int, **options: Any) -> None:
         super().__init__()
         get(attention)  # unknown names list the valid ones
+        _refuse_self_attention_only(
+            attention,
+            options,
+            "one query over a memory (an RNN decoder step) has no position in that memory",
+        )
         self.attention = attention
         self.key_proj: nn.Module | None = None
         self.context_dim = memory_dim
@@ -169,7 +187,7 @@ class AttentionPooling(nn.Module):
 
     With ``num_queries > 1`` (Lin et al. 2017) the ``Q`` pooled vectors are concatenated and
     projected back to ``D``. ``local`` is refused: a learned query has no position to anchor
-    a window at.
+    a window at; so are the self-attention-only types (``rotary``, ``alibi``, ``relative``).
 
     Args:
         dim: token state size ``D``.
@@ -188,6 +206,9 @@ class AttentionPooling(nn.Module):
                 "attention pooling cannot use 'local' attention (a learned query has no position "
                 "for the window); use 'scaled_dot', 'additive' or 'multihead'"
             )
+        _refuse_self_attention_only(
+            attention, options, "a learned pooling query has no position in the sequence"
+        )
         self.attention = attention
         self.query = nn.Parameter(torch.randn(num_queries, dim) * dim**-0.5)
         if attention == "multihead":

@@ -122,8 +122,9 @@ class MiniLMEncoder(nn.Module):
             attention, **options: see the class.
 
         Raises:
-            ValueError: ``attention`` has weights of its own (``additive``, ``general``: a
-                multi-head core with parameters), which the pretrained model does not hold.
+            ValueError: ``attention`` has weights of its own (``additive``, ``general``,
+                ``relative``: a multi-head core with parameters), which the pretrained model
+                does not hold.
         """
         try:
             from safetensors.torch import load_file
@@ -138,7 +139,8 @@ class MiniLMEncoder(nn.Module):
             raise ValueError(
                 f"MiniLM with attention={attention}: that core has weights of its own that "
                 f"the pretrained model does not hold ({len(own)}, e.g. {own[0]}); use a core "
-                "without weights (multihead, scaled_dot, dot, local, linear, uniform)"
+                "without weights (multihead, scaled_dot, dot, local, linear, uniform, rotary, "
+                "alibi)"
             )
         model.load_state_dict(state)
         return model

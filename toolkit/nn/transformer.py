@@ -135,6 +135,8 @@ class TransformerDecoderLayer(nn.Module):
         cross_attention: registered name of the cross-attention; ``None`` for a decoder-only
             layer without memory. ``local`` works but its band is aligned to the memory's
             end (query ``i`` sits at ``i + S - T``), which rarely means anything here.
+            Self-attention-only types (``rotary``, ``alibi``, ``relative``: positions of
+            query and key in one sequence) are refused here (``ValueError``).
         self_attention_options, cross_attention_options: extra options for each.
         memory_dim: size of the memory vectors (default ``E``).
         activation, norm_first, layer_norm_eps, bias: as in ``TransformerEncoderLayer``.
@@ -182,6 +184,14 @@ class TransformerDecoderLayer(nn.Module):
                 bias=bias,
                 **dict(cross_attention_options or {}),
             )
+            if self.cross_attn.core.self_attention_only:
+                raise ValueError(
+                    f"cross_attention={cross_attention!r} (core "
+                    f"{self.cross_attn.core_name!r}) is self-attention only: it scores a query "
+                    "and a key by their positions in one sequence, and a decoder step and a "
+                    "memory frame share none. Use it for the self-attention and another type "
+                    "(e.g. multihead) for the cross-attention."
+                )
             self.norm2 = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
         self.ffn = FeedForward(embed_dim, ffn_dim or 4 * embed_dim, activation, dropout, bias)
         self.norm3 = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
