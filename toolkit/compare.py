@@ -11,7 +11,8 @@ already has ``metrics.json`` is reused, so an interrupted compare resumes where 
 a run that fails or times out is recorded in its ``compare.json`` and reported as such.
 What a recipe compares and how (attentions, budgets per profile, metrics) is its
 ``report:`` block in ``conf/recipe/<name>.yaml`` (conf/recipe/README.md); a recipe that
-lands later shows up with no change here.
+lands later shows up with no change here. ``significance:`` (conf/compare.yaml) sets the
+reference type each other type is tested against on the test examples (toolkit/report.py).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from toolkit.report import (
     COMPARE_FILE,
     RecipeReport,
     Row,
+    Significance,
     build_report,
     load_run,
     recipe_names,
@@ -328,6 +330,7 @@ def intro_text(cfg: DictConfig, grid: list[RunSpec], specs: dict[str, RecipeRepo
 
 def compare(cfg: DictConfig) -> Path:
     """Plan, run (unless ``run=false``) and report; returns the report's index.html."""
+    significance = Significance.from_config(cfg.get("significance"))  # fails before any run
     specs = {name: recipe_report(name) for name in select_recipes(cfg)}
     grid = plan(cfg, specs)
     check_attentions(grid)
@@ -348,7 +351,8 @@ def compare(cfg: DictConfig) -> Path:
     wall = time.perf_counter() - started
     command = "python -m toolkit.compare " + " ".join(sys.argv[1:])
     index = build_report(rows, cfg.out, specs, command=command,
-                         intro=intro_text(cfg, grid, specs))  # fmt: skip
+                         intro=intro_text(cfg, grid, specs),
+                         significance=significance)  # fmt: skip
     done = sum(r.ok for r in rows)
     print(f"[compare] {done}/{len(rows)} runs finished; grid wall time {wall:.0f} s")
     print(Path(cfg.out, "results.md").read_text(encoding="utf-8"))

@@ -1,7 +1,7 @@
 """Re-score a checkpoint: ``python -m toolkit.evaluate ckpt=PATH [data.test_file=...]``.
 
-Writes ``metrics.json`` (same contract as training, without training fields) and
-``attention/`` into ``hydra.run.dir``.
+Writes ``metrics.json`` (same contract as training, without training fields),
+``per_example.jsonl.gz`` (toolkit/runs.py) and ``attention/`` into ``hydra.run.dir``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from toolkit import precision
 from toolkit.cli import run_with_key_help
 from toolkit.lightning import CheckpointError, read_checkpoint
-from toolkit.runs import import_object, write_metrics
+from toolkit.runs import import_object, write_metrics, write_per_example
 from toolkit.train import CONF_DIR, count_params
 
 
@@ -76,6 +76,9 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "data": datamodule.manifest(),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
+    per_example = module.per_example()
+    if per_example is not None:
+        write_per_example(run_dir, *per_example)
     write_metrics(run_dir, result)
     return result
 

@@ -29,7 +29,9 @@ class RecipeModule(pl.LightningModule):
     Subclasses build ``self.model`` in ``__init__`` from ``cfg`` (a plain dict, the resolved
     run config; saved in the checkpoint with ``data_state`` so ``load_from_checkpoint``
     rebuilds the same model) and implement the steps. ``test_metrics()`` returns the final
-    metric dict; ``export_attention(datamodule, out_dir, n)`` writes maps and pictures.
+    metric dict; ``export_attention(datamodule, out_dir, n)`` writes maps and pictures;
+    ``per_example()`` returns the test set scored per example (``per_example.jsonl.gz``,
+    toolkit/runs.py), which a recipe sets in ``on_test_epoch_end`` as ``self._per_example``.
     """
 
     def __init__(self, cfg: dict[str, Any], data_state: dict[str, Any] | None = None) -> None:
@@ -41,6 +43,7 @@ class RecipeModule(pl.LightningModule):
         self.test_samples = 0
         self.test_seconds = 0.0
         self._test_t0: float | None = None
+        self._per_example: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
 
     # ----- optimisation -------------------------------------------------------------
     def configure_optimizers(self):
@@ -90,6 +93,11 @@ class RecipeModule(pl.LightningModule):
     # ----- contract used by toolkit.train / toolkit.evaluate ----------------------------
     def test_metrics(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    def per_example(self) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """``(header, records)`` of the last test pass, one record per test example (the
+        ``per_example.jsonl.gz`` format of toolkit/runs.py); None before a test pass."""
+        return self._per_example
 
     def export_attention(self, datamodule: pl.LightningDataModule, out_dir: Path, n: int) -> dict:
         """Save attention maps (npz) and pictures (png) for ``n`` test examples; return

@@ -8,6 +8,13 @@ Reads only the run-folder contract of DESIGN.md (``metrics.json``, ``config.yaml
 them (status, wall time, peak memory). What a recipe shows (task metrics, the primary metric,
 its direction) comes from the ``report:`` block of ``conf/recipe/<name>.yaml`` (see
 conf/recipe/README.md), with defaults for a recipe that has none.
+
+Trust: per recipe, the primary metric's mean and 95 % Student-t interval over seeds, and a
+paired bootstrap over test examples of each attention type against a reference type
+(``--reference``, default ``multihead``) read from the runs' ``per_example.jsonl.gz``
+(toolkit/metrics/significance.py: same seeds paired, per-seed differences averaged), with
+its p-value and a sentence saying whether the difference is significant at ``--alpha``. A
+run without that file (an older run) is named in the report, not an error.
 """
 
 from __future__ import annotations
@@ -23,6 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.metrics.repetition import degenerate
+from toolkit.metrics.significance import (
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    BootstrapResult,
+    SeedInterval,
+    compare_per_example,
+    seed_interval,
+)
 
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 COMPARE_FILE = "compare.json"
@@ -472,8 +487,246 @@ def summary_values(spec: RecipeReport, rows: Sequence[Row], key: str) -> dict[tu
     return out
 
 
-def write_csv(rows: Sequence[Row], specs: dict[str, RecipeReport], path: Path) -> None:
-    """One wide CSV: a column per metric of any recipe (empty where it does not apply)."""
+# ----- seeds and significance --------------------------------------------------------------
+@dataclass
+class Significance:
+    """How the report tests differences (``significance:`` in conf/compare.yaml)."""
+
+    reference: str = "multihead"  # every other attention type is compared with this one
+    alpha: float = 0.05  # significance level of the sentences
+    resamples: int = DEFAULT_RESAMPLES  # paired-bootstrap resamples of the test examples
+    seed: int = DEFAULT_SEED  # seeds the resampling (the report is deterministic)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Significance:
+        cfg = dict(cfg or {})
+        unknown = sorted(set(cfg) - {"reference", "alpha", "resamples", "seed"})
+        if unknown:
+            raise ValueError(f"significance: unknown keys {unknown}; valid: reference, alpha, "
+                             "resamples, seed")  # fmt: skip
+        out = cls(**{k: v for k, v in cfg.items() if v is not None})
+        if not 0 < float(out.alpha) < 1:
+            raise ValueError(f"significance.alpha={out.alpha}: expected a level in (0, 1)")
+        return out
+
+
+@dataclass
+class Comparison:
+    """One attention type against the reference type on one recipe's primary metric."""
+
+    attention: str
+    reference: str
+    metric: str
+    higher_is_better: bool
+    alpha: float
+    result: BootstrapResult | None = None
+    seeds: list[Any] = field(default_factory=list)
+    note: str = ""  # why there is no result, or which seeds were left out
+
+    def sentence(self) -> str:
+        """Plain words: the difference, its interval, p, and whether it is significant."""
+        head = f"`{self.attention}` vs `{self.reference}` on `{self.metric}`"
+        r = self.result
+        if r is None or not math.isfinite(r.p_value):
+            return f"{head}: no significance test — {self.note or 'no result'}."
+        seeds = (
+            "one seed" if r.seeds == 1 else f"{r.seeds} seeds paired, their differences averaged"
+        )
+        text = (
+            f"{head}: difference {_signed(r.difference)} (95 % interval {_signed(r.low)} to "
+            f"{_signed(r.high)}; paired bootstrap over {r.examples:,} test examples, "
+            f"{r.resamples:,} resamples, {seeds}), p = {_p(r.p_value)}: "
+        )
+        if r.significant(self.alpha):
+            better = (r.difference > 0) == self.higher_is_better
+            text += (f"significant at the {self.alpha:g} level — `{self.attention}` is "
+                     f"{'better' if better else 'worse'} than `{self.reference}`.")  # fmt: skip
+        else:
+            text += (f"not significant at the {self.alpha:g} level — this test set does not "
+                     "tell the two apart.")  # fmt: skip
+        if self.note:
+            text += f" ({self.note})"
+        return text
+
+
+def _signed(v: float) -> str:
+    if v is None or not math.isfinite(v):
+        return "—"
+    return ("-" if v < 0 else "+") + fmt(abs(float(v)))
+
+
+def _p(p: float) -> str:
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+@dataclass
+class GroupStats:
+    """The primary metric of one (recipe, setting, attention) group over its seeds, and its
+    comparison with the reference type (None for the reference itself)."""
+
+    metric: str
+    interval: SeedInterval | None
+    comparison: Comparison | None = None
+    is_reference: bool = False
+
+
+def _per_example(run_dir: str, cache: dict[str, Any]) -> Any:
+    from toolkit.runs import read_per_example
+
+    if run_dir not in cache:
+        try:
+            cache[run_dir] = read_per_example(run_dir)
+        except ValueError as err:
+            cache[run_dir] = err
+    return cache[run_dir]
+
+
+def compare_groups(
+    spec: RecipeReport, ref: list[Row], mine: list[Row], attention: str, sig: Significance,
+    cache: dict[str, Any],
+) -> Comparison:  # fmt: skip
+    """Pair ``mine`` with the reference runs of the same seeds and bootstrap the primary."""
+    comp = Comparison(attention, sig.reference, spec.primary, spec.higher_is_better, sig.alpha)
+    ref_by_seed = {str(r.seed): r for r in ref if r.ok}
+    pairs, skipped = [], []
+    for r in mine:
+        other = ref_by_seed.get(str(r.seed)) if r.ok else None
+        if other is None:
+            continue
+        files = []
+        for run in (other, r):
+            got = _per_example(run.run_dir, cache)
+            if got is None:
+                skipped.append(f"seed {r.seed}: no per-example file in {run.run_dir} "
+                               "(an older run)")  # fmt: skip
+            elif isinstance(got, Exception):
+                skipped.append(f"seed {r.seed}: {got}")
+            files.append(got)
+        if all(isinstance(f, tuple) for f in files):
+            pairs.append((files[0], files[1]))
+            comp.seeds.append(r.seed)
+    if not pairs:
+        comp.note = (
+            "; ".join(skipped) or f"no seed finished with both `{attention}` and `{sig.reference}`"
+        )
+        return comp
+    try:
+        comp.result = compare_per_example(pairs, spec.primary, sig.resamples, sig.seed)
+    except ValueError as err:
+        comp.note = str(err)
+        comp.seeds = []
+        return comp
+    if skipped:
+        comp.note = "left out: " + "; ".join(skipped)
+    return comp
+
+
+def analyse(
+    spec: RecipeReport, rows: Sequence[Row], sig: Significance | None = None
+) -> dict[tuple[str, str, str], GroupStats]:
+    """Per (recipe, setting, attention) group: the primary metric's mean and Student-t
+    interval over seeds, and the paired bootstrap against the reference type of the same
+    setting (model and budget)."""
+    sig = sig or Significance()
+    groups = group_rows(rows)
+    cache: dict[str, Any] = {}
+    out = {}
+    for key, members in groups.items():
+        recipe, setting, attention = key
+        vals = [r.metrics[spec.primary] for r in members if r.ok and spec.primary in r.metrics]
+        stats = GroupStats(spec.primary, seed_interval(vals) if vals else None)
+        if attention == sig.reference:
+            stats.is_reference = True
+        else:
+            ref = groups.get((recipe, setting, sig.reference))
+            if ref is None:
+                stats.comparison = Comparison(
+                    attention, sig.reference, spec.primary, spec.higher_is_better, sig.alpha,
+                    note=f"no `{sig.reference}` run of the same model and budget in this report",
+                )  # fmt: skip
+            else:
+                stats.comparison = compare_groups(spec, ref, members, attention, sig, cache)
+        out[key] = stats
+    return out
+
+
+def analyse_all(
+    rows: Sequence[Row], specs: dict[str, RecipeReport], sig: Significance | None = None
+) -> dict[tuple[str, str, str], GroupStats]:
+    out: dict[tuple[str, str, str], GroupStats] = {}
+    for name in sorted(specs):
+        out.update(analyse(specs[name], [r for r in rows if r.recipe == name], sig))
+    return out
+
+
+def significance_table(
+    spec: RecipeReport, rows: Sequence[Row], stats: dict[tuple[str, str, str], GroupStats],
+    sig: Significance,
+) -> Table:  # fmt: skip
+    """Per (model, attention): seeds, mean and 95 % t-interval of the primary metric, and the
+    bootstrap difference to the reference with its interval and p-value."""
+    m = spec.primary
+    header = ["model", "budget", "attention", "seeds", f"{m} mean", "95 % interval (seeds)",
+              f"Δ vs {sig.reference}", "95 % interval (bootstrap)", "p"]  # fmt: skip
+    out = []
+    for key, members in group_rows(rows).items():
+        st = stats.get(key)
+        if st is None:
+            continue
+        iv, comp = st.interval, st.comparison
+        if iv is None:
+            seeds, mean, ci = "0", None, "missing"
+        else:
+            seeds, mean = str(iv.n), iv.mean
+            ci = "— (1 seed)" if iv.low is None else f"{fmt(iv.low)} to {fmt(iv.high)}"
+        r = comp.result if comp else None
+        if st.is_reference:
+            delta, dci, p = "reference", "—", "—"
+        elif r is None or not math.isfinite(r.p_value):
+            delta, dci, p = "—", "no test (see below)", "—"
+        else:
+            delta, dci, p = (
+                _signed(r.difference),
+                f"{_signed(r.low)} to {_signed(r.high)}",
+                _p(r.p_value),
+            )
+        out.append([members[0].model or "—", members[0].budget or "—", key[2], seeds, mean, ci,
+                    delta, dci, p])  # fmt: skip
+    return Table(header, out)
+
+
+def significance_sentences(stats: dict[tuple[str, str, str], GroupStats], recipe: str) -> list[str]:
+    return [st.comparison.sentence() for key, st in stats.items()
+            if key[0] == recipe and st.comparison is not None]  # fmt: skip
+
+
+SIGNIFICANCE_COLUMNS = ["primary_metric", "primary_mean", "primary_ci95_low",
+                        "primary_ci95_high", "primary_seeds", "reference", "diff_vs_reference",
+                        "diff_ci95_low", "diff_ci95_high", "p_value", "significant",
+                        "significance_note"]  # fmt: skip
+
+
+def _significance_cells(st: GroupStats | None, alpha: float, reference: str) -> list[Any]:
+    if st is None:
+        return [""] * len(SIGNIFICANCE_COLUMNS)
+    iv, comp = st.interval, st.comparison
+    seeds = ["", "", "", 0] if iv is None else [iv.mean, _csv(iv.low), _csv(iv.high), iv.n]
+    if st.is_reference or comp is None:
+        return [st.metric, *seeds, reference, "", "", "", "", "", "reference"]
+    r = comp.result
+    ok = r is not None and math.isfinite(r.p_value)
+    test = [r.difference, r.low, r.high, r.p_value, r.significant(alpha)] if ok else [""] * 5
+    return [st.metric, *seeds, comp.reference, *test, comp.note]
+
+
+def write_csv(
+    rows: Sequence[Row], specs: dict[str, RecipeReport], path: Path,
+    stats: dict[tuple[str, str, str], GroupStats] | None = None,
+    sig: Significance | None = None,
+) -> None:  # fmt: skip
+    """One wide CSV: a column per metric of any recipe (empty where it does not apply); the
+    last columns repeat, on each run of a group, the group's seed interval of the primary
+    metric and its bootstrap comparison with the reference type."""
     metric_cols: list[str] = []
     for name in sorted(specs):
         spec = specs[name]
@@ -483,7 +736,9 @@ def write_csv(rows: Sequence[Row], specs: dict[str, RecipeReport], path: Path) -
                 metric_cols.append(k)
     header = ["recipe", "model", "budget", "attention", "seed", "status", *metric_cols,
               *COST_COLUMNS]  # fmt: skip
-    header += ["trained", "run_dir", "note"]
+    header += ["trained", "run_dir", "note", *SIGNIFICANCE_COLUMNS]
+    sig = sig or Significance()
+    stats = stats if stats is not None else analyse_all(rows, specs, sig)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(header)
@@ -493,6 +748,7 @@ def write_csv(rows: Sequence[Row], specs: dict[str, RecipeReport], path: Path) -
                 + [_csv(r.metrics.get(k)) for k in metric_cols]
                 + [_csv(r.costs.get(k)) for k in COST_COLUMNS]
                 + [r.trained, r.run_dir, r.note]
+                + _significance_cells(stats.get(r.key), sig.alpha, sig.reference)
             )
 
 
@@ -503,7 +759,8 @@ def _csv(v: Any) -> Any:
 def write_summary_csv(rows: Sequence[Row], specs: dict[str, RecipeReport], path: Path) -> None:
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["recipe", "setting", "attention", "metric", "mean", "std", "n", "planned"])
+        w.writerow(["recipe", "setting", "attention", "metric", "mean", "std", "n", "planned",
+                    "ci95_low", "ci95_high"])  # fmt: skip
         for name in sorted(specs):
             spec = specs[name]
             mine = [r for r in rows if r.recipe == name]
@@ -511,8 +768,9 @@ def write_summary_csv(rows: Sequence[Row], specs: dict[str, RecipeReport], path:
                 for (_, model, attention), vals in summary_values(spec, mine, k).items():
                     planned = len(group_rows(mine)[(name, model, attention)])
                     mean, std = mean_std(vals) if vals else (None, None)
+                    iv = seed_interval(vals) if vals else None
                     w.writerow([name, model, attention, k, _csv(mean), _csv(std), len(vals),
-                                planned])  # fmt: skip
+                                planned, _csv(iv and iv.low), _csv(iv and iv.high)])  # fmt: skip
 
 
 def sample_groups(rows: Sequence[Row]) -> list[Row]:
@@ -558,9 +816,31 @@ def guard_lines(rows: Sequence[Row]) -> list[str]:
             f"{r.trained}" for r in fired] + ([""] if fired else [])  # fmt: skip
 
 
+def significance_markdown(
+    spec: RecipeReport, rows: Sequence[Row], stats: dict[tuple[str, str, str], GroupStats],
+    sig: Significance,
+) -> list[str]:  # fmt: skip
+    """The seeds-and-significance table and one sentence per comparison."""
+    return [
+        f"Can these differences be trusted? `{spec.primary}`: mean and 95 % Student-t "
+        f"interval over seeds; Δ = the type minus `{sig.reference}` from a paired bootstrap "
+        f"over the test examples ({sig.resamples:,} resamples; the same seeds paired, their "
+        "differences averaged), with its 95 % interval and two-sided p-value:",
+        "",
+        significance_table(spec, rows, stats, sig).markdown(),
+        "",
+        *[f"- {s}" for s in significance_sentences(stats, spec.name)],
+        "",
+    ]
+
+
 def write_markdown(
-    rows: Sequence[Row], specs: dict[str, RecipeReport], path: Path, intro: str = ""
-) -> str:
+    rows: Sequence[Row], specs: dict[str, RecipeReport], path: Path, intro: str = "",
+    stats: dict[tuple[str, str, str], GroupStats] | None = None,
+    sig: Significance | None = None,
+) -> str:  # fmt: skip
+    sig = sig or Significance()
+    stats = stats if stats is not None else analyse_all(rows, specs, sig)
     parts = ["# Attention comparison", ""]
     if intro:
         parts += [intro.strip(), ""]
@@ -575,6 +855,7 @@ def write_markdown(
             "",
             summary_table(spec, mine).markdown(),
             "",
+            *significance_markdown(spec, mine, stats, sig),
             "Every run:",
             "",
             run_table(spec, mine).markdown(),
@@ -593,9 +874,11 @@ def build_report(
     specs: dict[str, RecipeReport] | None = None,
     command: str = "",
     intro: str = "",
+    significance: Significance | None = None,
 ) -> Path:
     """Write results.csv, summary.csv, results.md and index.html; returns index.html.
-    ``intro``: a paragraph for the top of both pages (what was run, how to run more)."""
+    ``intro``: a paragraph for the top of both pages (what was run, how to run more);
+    ``significance``: the reference type, level and resampling of the comparisons."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = fill_models(disambiguate(rows))
@@ -603,12 +886,15 @@ def build_report(
     for name in sorted({r.recipe for r in rows}):
         if name not in specs:
             specs[name] = recipe_report(name)
-    write_csv(rows, specs, out / "results.csv")
+    sig = significance or Significance()
+    stats = analyse_all(rows, specs, sig)
+    write_csv(rows, specs, out / "results.csv", stats, sig)
     write_summary_csv(rows, specs, out / "summary.csv")
-    write_markdown(rows, specs, out / "results.md", intro=intro)
+    write_markdown(rows, specs, out / "results.md", intro=intro, stats=stats, sig=sig)
     from toolkit.viz.report import write_html
 
-    write_html(rows, specs, out / "index.html", command=command, intro=intro)
+    write_html(rows, specs, out / "index.html", command=command, intro=intro, stats=stats,
+               sig=sig)  # fmt: skip
     return out / "index.html"
 
 
@@ -616,11 +902,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run folders, or folders to search below")
     parser.add_argument("--out", default="report")
+    parser.add_argument(
+        "--reference",
+        default="multihead",
+        help="attention type the others are tested against (e.g. uniform)",
+    )
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=DEFAULT_RESAMPLES,
+        help="paired-bootstrap resamples of the test examples",
+    )
+    parser.add_argument("--bootstrap-seed", type=int, default=DEFAULT_SEED)
     args = parser.parse_args(argv)
     rows = collect(find_runs(args.runs))
     if not rows:
         raise SystemExit(f"no run folder (metrics.json) under {', '.join(args.runs)}")
-    index = build_report(rows, args.out, command="python -m toolkit.report " + " ".join(args.runs))
+    sig = Significance(args.reference, args.alpha, args.resamples, args.bootstrap_seed)
+    index = build_report(rows, args.out, command="python -m toolkit.report " + " ".join(args.runs),
+                         significance=sig)  # fmt: skip
     print(Path(args.out, "results.md").read_text(encoding="utf-8"))
     print(f"[toolkit.report] report: {index.resolve()}")
 

@@ -1,7 +1,7 @@
 """Train, validate and test a recipe: ``python -m toolkit.train recipe=sentiment attention=…``.
 
 Leaves the run folder of DESIGN.md in ``hydra.run.dir``: ``config.yaml``, ``checkpoints/``,
-``metrics.json`` and ``attention/``.
+``per_example.jsonl.gz`` (toolkit/runs.py), ``metrics.json`` and ``attention/``.
 
 Resume: ``hydra.run.dir=<run folder> resume=latest`` continues that run from its newest
 checkpoint (``resume=auto``: the same, or a fresh start when there is none, for jobs that
@@ -40,7 +40,7 @@ from toolkit.lightning import (
     read_checkpoint,
     resumable_loader,
 )
-from toolkit.runs import import_object, write_config, write_metrics
+from toolkit.runs import import_object, write_config, write_metrics, write_per_example
 
 log = logging.getLogger(__name__)
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
@@ -340,6 +340,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "checkpoint_selection": selection,
         "data": datamodule.manifest(),
     }
+    per_example = module.per_example()
+    if per_example is not None:  # before metrics.json: a run with metrics.json is complete
+        write_per_example(run_dir, *per_example)
     write_metrics(run_dir, result)
     log.info("run folder: %s", run_dir)
     return result

@@ -21,7 +21,7 @@ from toolkit.decoding import beam_search
 from toolkit.decoding.ctc import CTCPrefixScorer, ctc_greedy
 from toolkit.lightning import RecipeModule
 from toolkit.metrics.alignment import attention_ctc_agreement
-from toolkit.metrics.asr import TextNormalization, error_rates, write_wer_tables
+from toolkit.metrics.asr import TextNormalization, edit_counts, error_rates, write_wer_tables
 from toolkit.metrics.attention import attention_entropy
 from toolkit.runs import write_text_atomic
 from toolkit.viz.audio import self_attention_map, spectrogram_attention
@@ -151,6 +151,7 @@ class ASRModule(RecipeModule):
     def on_test_epoch_start(self) -> None:
         super().on_test_epoch_start()
         self._test: dict[int, list[tuple[str, str, str]]] = {}
+        self._test_ids: dict[int, list[int]] = {}  # utterance index of each row of _test
         self._test_audio = 0.0
         self._rtf_items: list[torch.Tensor] = []
         self._beam_fallbacks = 0
@@ -163,6 +164,7 @@ class ASRModule(RecipeModule):
                 (batch["texts"][i], self.tokenizer.decode(out["tokens"][i]),
                  self.tokenizer.decode(out["ctc"][i]))
             )  # fmt: skip
+            self._test_ids.setdefault(cond, []).append(int(batch["index"][i]))
             if cond == 0 and len(self._rtf_items) < RTF_UTTERANCES:
                 self._rtf_items.append(batch["wave"][i, : int(batch["lengths"][i])])
         self._test_audio += float(batch["lengths"].sum()) / 16000
@@ -181,10 +183,16 @@ class ASRModule(RecipeModule):
         d = self.decode_cfg()
         metrics: dict[str, float] = {}
         per_condition = {}
+        records: list[dict[str, Any]] = []
         for cond, rows in sorted(self._test.items()):
             name = names[cond] if cond < len(names) else f"condition{cond}"
             refs = [r for r, _, _ in rows]
             main = error_rates(refs, [h for _, h, _ in rows], self.normalize)
+            counts = edit_counts(refs, [h for _, h, _ in rows], self.normalize)
+            ids = self._test_ids.get(cond, [])
+            records += [{"id": utt, "condition": name, **c}
+                        for utt, c in sorted(zip(ids, counts, strict=True), key=lambda x: x[0])
+                        if c is not None]  # fmt: skip
             ctc = error_rates(refs, [c for _, _, c in rows], self.normalize)
             suffix = "" if name == "clean" else f"_{name}"
             metrics[f"wer{suffix}"], metrics[f"cer{suffix}"] = main["wer"], main["cer"]
@@ -196,6 +204,13 @@ class ASRModule(RecipeModule):
             vals = [v["decode"]["wer"] for n, v in per_condition.items()
                     if n.endswith(f"_{level}") and not n.startswith("reverb")]  # fmt: skip
             metrics[f"wer_avg_{level}"] = float(np.mean(vals))
+        self._per_example = (
+            {"recipe": "asr", "kind": "asr", "decode_mode": d["mode"],
+             "conditions": [names[c] if c < len(names) else f"condition{c}"
+                            for c in sorted(self._test)],
+             "text_normalization": self.normalize.to_dict()},
+            records,
+        )  # fmt: skip
         rtf_batched = self.test_seconds / max(self._test_audio, 1e-9)
         rtf1 = self._rtf_batch1()
         train_s = max(self.train_step_seconds, 1e-9)

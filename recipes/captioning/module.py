@@ -198,6 +198,12 @@ class CaptioningModule(RecipeModule):
                 for h, refs in list(zip(self._test["hyps"], self._test["refs"], strict=True))[:10]
             ],
         }
+        self._per_example = (
+            {"recipe": "captioning", "kind": "captioning"},
+            [{"id": i, "hypothesis": " ".join(h), "references": [" ".join(r) for r in refs]}
+             for i, (h, refs) in enumerate(zip(self._test["hyps"], self._test["refs"],
+                                               strict=True))],
+        )  # fmt: skip
         for key, value in metrics.items():
             self.log(f"test/{key}", float(value))
 

@@ -85,10 +85,14 @@ class SentimentModule(RecipeModule):
         super().on_test_epoch_start()
         self._test_entropy = []
         self._test_loss = []
+        self._test_rows: list[tuple[int, int, float]] = []  # label, prediction, probability
 
     def test_step(self, batch, batch_idx):
         logits, weights = self(batch["ids"], batch["mask"], need_weights=True)
         preds = logits.argmax(-1)
+        prob = torch.softmax(logits.float(), dim=-1).gather(1, preds[:, None])[:, 0]
+        self._test_rows += zip(batch["labels"].tolist(), preds.tolist(), prob.tolist(),
+                               strict=True)  # fmt: skip
         self.test_acc.update(preds, batch["labels"])
         self.test_f1.update(preds, batch["labels"])
         self.test_cm.update(preds, batch["labels"])
@@ -116,11 +120,25 @@ class SentimentModule(RecipeModule):
             "test_examples": n,
             "samples": self._samples(5),
         }
+        self._per_example = self._per_example_records()
         for key, value in metrics.items():
             self.log(f"test/{key}", value)
         self.test_acc.reset()
         self.test_f1.reset()
         self.test_cm.reset()
+
+    def _per_example_records(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Per test sentence (test order): label, prediction, its probability, the text."""
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        texts = [t for t, _ in dm.examples("test", len(self._test_rows))] if dm else []
+        records = [
+            {"id": i, "label": self.label_map.decode(y), "predicted": self.label_map.decode(p),
+             "probability": round(prob, 6), **({"text": texts[i]} if i < len(texts) else {})}
+            for i, (y, p, prob) in enumerate(self._test_rows)
+        ]  # fmt: skip
+        header = {"recipe": "sentiment", "kind": "classification",
+                  "labels": list(self.label_map.labels)}  # fmt: skip
+        return header, records
 
     def _samples(self, n: int) -> list[dict[str, str]]:
         """The first ``n`` test sentences with their label and the model's prediction."""

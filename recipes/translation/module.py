@@ -19,7 +19,7 @@ from toolkit.decoding import Hypothesis, beam_search, greedy_search
 from toolkit.lightning import RecipeModule
 from toolkit.metrics.attention import attention_entropy, diagonality, monotonicity
 from toolkit.metrics.repetition import degenerate
-from toolkit.metrics.translation import corpus_scores
+from toolkit.metrics.translation import CHAR_LANGS, corpus_scores
 from toolkit.viz.text import attention_matrix
 
 DECODE_DEFAULTS = {
@@ -226,6 +226,13 @@ class TranslationModule(RecipeModule):
             metrics["attention_monotonicity"] = float(np.mean([monotonicity(a) for a in maps]))
             metrics["attention_diagonality"] = float(np.mean([diagonality(a) for a in maps]))
         by_index = dict(zip(order, self._test["beam"], strict=True))
+        self._per_example = (
+            {"recipe": "translation", "kind": "translation", "target_lang": self.target_lang,
+             "bleu_tokenize": "char" if self.target_lang in CHAR_LANGS else "13a",
+             "signatures": {"bleu": beam["bleu_signature"], "chrf": beam["chrf_signature"]}},
+            [{"id": i, "hypothesis": by_index[i], "reference": pairs[i][1]}
+             for i in sorted(by_index)],
+        )  # fmt: skip
         self._results = {
             "metrics": metrics,
             "signatures": {"bleu": beam["bleu_signature"], "chrf": beam["chrf_signature"]},

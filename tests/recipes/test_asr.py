@@ -23,6 +23,8 @@ from toolkit.attention import available
 from toolkit.data.noise import NOISE_TYPES, NoiseMixer
 from toolkit.evaluate import evaluate, load_module
 from toolkit.metrics.asr import error_rates
+from toolkit.metrics.significance import corpus_metric
+from toolkit.runs import read_per_example
 from toolkit.train import CONF_DIR, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +69,13 @@ def test_fast_run_writes_asr_run_folder(compose_cfg, tmp_path):
                 "ctc_greedy_wer", "ctc_greedy_wer_babble_10"):  # fmt: skip
         assert 0.0 <= metrics[key] <= 5.0, key
     assert result["per_condition"]["babble_0"]["decode"]["utterances"] == 6
+    # per utterance and condition the edit counts: the corpus rates recomputed from them
+    header, records = read_per_example(run)
+    assert header["kind"] == "asr" and "babble_0" in header["conditions"]
+    assert sum(r["condition"] == "babble_0" for r in records) == 6
+    for key in ("wer", "cer", "wer_babble_0", "cer_white_10", "wer_avg_0"):
+        value = corpus_metric(header, records, key).value()
+        assert value == pytest.approx(metrics[key], abs=1e-9), key
     if "attention_ctc_in_span" in metrics:  # needs a non-empty hypothesis that CTC can align
         assert 0.0 <= metrics["attention_ctc_in_span"] <= 1.0
         assert metrics["attention_ctc_frame_error"] >= 0.0

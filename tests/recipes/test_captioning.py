@@ -16,7 +16,9 @@ from recipes.captioning.model import CachedAdditive, ShowAttendTell
 from toolkit.data.cache import DataError
 from toolkit.data.scenes import FASHION_DIR
 from toolkit.metrics.caption import corpus_bleu
+from toolkit.metrics.significance import corpus_metric
 from toolkit.nn import MemoryAttention
+from toolkit.runs import read_per_example
 from toolkit.train import train
 
 needs_fashion = pytest.mark.skipif(
@@ -93,6 +95,11 @@ def test_fast_run_writes_run_folder(extra, compose_cfg, tmp_path):
     arrays = np.load(tmp_path / "run" / "attention" / "example_000.npz")
     assert len(pictures) == 2 and arrays["attention"].shape[0] == len(arrays["words"])
     assert metrics["data"]["counts"] == {"train": 32, "valid": 8, "test": 8}
+    header, records = read_per_example(tmp_path / "run")  # BLEU-4 / CIDEr-D per image
+    assert header["kind"] == "captioning" and len(records) == metrics["test_examples"]
+    for key in ("bleu4", "cider"):
+        value = corpus_metric(header, records, key).value()
+        assert value == pytest.approx(metrics["metrics"][key], abs=1e-9), key
 
 
 @needs_fashion

@@ -65,6 +65,46 @@ def test_fast_run_transformer_encoder(attention, compose_cfg, tmp_path):
     assert arrays[self_maps[0]].shape[0] == 4  # heads
 
 
+def test_fast_run_and_evaluate_write_per_example_scores(compose_cfg, tmp_path):
+    """per_example.jsonl.gz beside metrics.json: one line per test sentence, from which the
+    run's accuracy and macro-F1 are recomputed; toolkit.evaluate writes the same file, and
+    the paired bootstrap of the run against its re-scoring finds no difference."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from toolkit.evaluate import evaluate
+    from toolkit.metrics.significance import compare_per_example, corpus_metric
+    from toolkit.runs import read_per_example
+    from toolkit.train import CONF_DIR
+
+    cfg = compose_cfg("recipe=sentiment", "attention=additive", "debug=fast", *TINY)
+    result = train(cfg, tmp_path / "run")
+    header, records = read_per_example(tmp_path / "run")
+    assert header["kind"] == "classification" and header["per_example"] == 1
+    assert len(records) == header["examples"] == result["test_examples"] == 4
+    assert [r["id"] for r in records] == [0, 1, 2, 3]
+    for r in records:
+        assert {r["label"], r["predicted"]} <= set(header["labels"])
+        assert 1 / len(header["labels"]) <= r["probability"] <= 1 and r["text"]
+    for metric in ("accuracy", "f1_macro"):
+        recomputed = corpus_metric(header, records, metric).value()
+        assert recomputed == pytest.approx(result["metrics"][metric], abs=1e-6), metric
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        ecfg = compose(
+            config_name="evaluate",
+            overrides=[f"ckpt={result['checkpoint']}", "attention_examples=1"],
+        )
+    evaluate(ecfg, tmp_path / "eval")
+    again = read_per_example(tmp_path / "eval")
+    assert [(r["label"], r["predicted"]) for r in again[1]] == [
+        (r["label"], r["predicted"]) for r in records
+    ]
+    same = compare_per_example([((header, records), again)], "accuracy", resamples=100)
+    assert same.difference == 0 and same.p_value == 1.0
+
+
 def _train_accuracy(module, datamodule) -> float:
     module.eval()
     correct = total = 0

@@ -27,7 +27,9 @@ from toolkit.data.catalogs import (
     split_of,
 )
 from toolkit.data.parallel import read_parallel
+from toolkit.metrics.significance import corpus_metric
 from toolkit.metrics.translation import corpus_scores
+from toolkit.runs import read_per_example
 
 ROOT = Path(__file__).resolve().parents[2]
 HAS_CATALOGS = Path("/usr/share/locale/de/LC_MESSAGES").is_dir()
@@ -218,6 +220,11 @@ def test_cli_train_then_evaluate(tmp_path, tiny_cache):
     assert len(list((run / "attention").glob("example_*.npz"))) == 2
     assert len(list((run / "attention").glob("example_*.png"))) == 2
     assert (run / "attention" / "translations.tsv").read_text().startswith("source\t")
+    # per-example file: sacreBLEU's corpus scores recomputed from it are the run's
+    header, records = read_per_example(run)
+    assert header["kind"] == "translation" and len(records) == metrics["test_examples"]
+    for key in ("bleu", "chrf"):
+        assert corpus_metric(header, records, key).value() == pytest.approx(m[key], abs=1e-9)
     ckpt = metrics["checkpoint"]
     out = tmp_path / "eval"
     cmd = [sys.executable, "-m", "toolkit.evaluate", f"ckpt={ckpt}", "decode.beam_size=1",
@@ -227,3 +234,6 @@ def test_cli_train_then_evaluate(tmp_path, tiny_cache):
     assert again["decode"]["beam_size"] == 1
     # evaluation greedy == the training run's greedy column (same checkpoint, same data)
     assert again["metrics"]["bleu"] == pytest.approx(m["bleu_greedy"], abs=1e-6)
+    header, records = read_per_example(out)  # toolkit.evaluate writes it too
+    bleu = corpus_metric(header, records, "bleu").value()
+    assert bleu == pytest.approx(again["metrics"]["bleu"], abs=1e-9)

@@ -106,14 +106,83 @@ def test_collector_table_mean_std_and_missing(grid, tmp_path):
         ("multihead", "2", "missing"),
     ]  # fmt: skip
     assert table[0]["accuracy"] == "0.79" and table[3]["accuracy"] == ""
+    # seed interval of the primary metric on every run of a group; these older-style runs
+    # have no per-example files, and the report says so instead of failing
+    assert table[0]["primary_mean"] == "0.8" and table[0]["primary_seeds"] == "2"
+    assert float(table[0]["primary_ci95_low"]) == pytest.approx(0.8 - 0.127062, abs=1e-5)
+    assert table[0]["p_value"] == "" and "no per-example file" in table[0]["significance_note"]
+    assert table[2]["significance_note"] == "reference"
     md = (out / "results.md").read_text()
     assert "| RNNClassifier | — | additive | 2/2 | 0.8000 ± 0.0141 |" in md
+    assert (
+        "`additive` vs `multihead` on `accuracy`: no significance test — seed 1: no "
+        "per-example file in" in md
+    )
     assert re.search(r"\| multihead \| 2 \| missing \| — \|", md)
     page = index.read_text()
     assert page.count('<tr class="missing">') == 1
     assert "http://" not in page and "https://" not in page  # self-contained
     srcs = re.findall(r'<img [^>]*src="([^"]+)"', page)
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+
+
+def write_per_example_run(folder: Path, attention: str, seed: int, correct: int, n: int = 100):
+    """A run folder with metrics.json and per_example.jsonl.gz: right on the first
+    ``correct`` of ``n`` sentences (all labelled pos)."""
+    from toolkit.runs import write_per_example
+
+    write_run(folder, attention, seed, correct / n)
+    records = [{"id": i, "label": "pos", "predicted": "pos" if i < correct else "neg",
+                "probability": 0.9} for i in range(n)]  # fmt: skip
+    write_per_example(folder, {"recipe": "sentiment", "kind": "classification",
+                               "labels": ["neg", "pos"]}, records)  # fmt: skip
+
+
+def test_report_seed_interval_and_significance(tmp_path):
+    """additive right on 90 / 88 of 100 test sentences (seeds 1 / 2), multihead on 60 / 62:
+    the report gives each type's t-interval over seeds and says the +0.28 is significant;
+    dot (an older run without per-example files) is named, not a failure."""
+    runs = tmp_path / "runs"
+    for attention, seed, correct in [("additive", 1, 90), ("additive", 2, 88),
+                                     ("multihead", 1, 60), ("multihead", 2, 62)]:  # fmt: skip
+        write_per_example_run(runs / attention / f"seed{seed}", attention, seed, correct)
+    write_run(runs / "dot" / "seed1", "dot", 1, 0.7)
+    write_run(runs / "dot" / "seed2", "dot", 2, 0.72)
+    rows = report.collect(report.find_runs([runs]))
+    index = report.build_report(rows, tmp_path / "out", {"sentiment": SPEC})
+    md = (tmp_path / "out" / "results.md").read_text()
+    # mean 0.89, s = 0.0141421, t(0.975, 1) = 12.7062: 0.89 ± 0.127062
+    assert "| RNNClassifier | — | additive | 2 | 0.8900 | 0.7629 to 1.0171 | +0.2800 |" in md
+    assert "| RNNClassifier | — | multihead | 2 | 0.6100 | 0.4829 to 0.7371 | reference |" in md
+    assert "`additive` vs `multihead` on `accuracy`: difference +0.2800 (95 % interval +0." in md
+    assert (
+        "100 test examples, 1,000 resamples, 2 seeds paired, their differences averaged), "
+        "p = 0.002: significant at the 0.05 level — `additive` is better than `multihead`." in md
+    )
+    assert (
+        "`dot` vs `multihead` on `accuracy`: no significance test — seed 1: no per-example "
+        f"file in {runs / 'dot' / 'seed1'} (an older run)" in md
+    )
+    with open(tmp_path / "out" / "results.csv", encoding="utf-8") as fh:
+        table = {(r["attention"], r["seed"]): r for r in csv.DictReader(fh)}
+    add = table[("additive", "1")]
+    assert add["reference"] == "multihead" and add["significant"] == "True"
+    assert float(add["diff_vs_reference"]) == pytest.approx(0.28)
+    assert float(add["p_value"]) == pytest.approx(2 / 1001)
+    assert float(add["diff_ci95_low"]) > 0.15 and float(add["diff_ci95_high"]) < 0.41
+    assert float(add["primary_ci95_high"]) == pytest.approx(0.89 + 0.127062, abs=1e-5)
+    assert table[("dot", "2")]["p_value"] == "" and table[("multihead", "1")]["p_value"] == ""
+    page = index.read_text()
+    assert "Seeds and significance" in page and "significant at the 0.05 level" in page
+
+    # another reference type, and a stricter level: the same numbers, other sentences
+    sig = report.Significance(reference="additive", alpha=0.001)
+    md = report.write_markdown(rows, {"sentiment": SPEC}, tmp_path / "strict.md", sig=sig)
+    assert "`multihead` vs `additive` on `accuracy`: difference -0.2800" in md
+    assert "p = 0.002: not significant at the 0.001 level" in md
+    sig = report.Significance(reference="uniform")
+    md = report.write_markdown(rows, {"sentiment": SPEC}, tmp_path / "uniform.md", sig=sig)
+    assert "no `uniform` run of the same model and budget in this report" in md
 
 
 def test_failed_run_is_reported_with_its_error(tmp_path):

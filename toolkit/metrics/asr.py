@@ -71,6 +71,45 @@ def error_rates(
     }
 
 
+def _errors(chunks) -> int:
+    """Substitutions + deletions + insertions of one jiwer alignment."""
+    n = 0
+    for c in chunks:
+        if c.type in ("substitute", "delete"):
+            n += c.ref_end_idx - c.ref_start_idx
+        elif c.type == "insert":
+            n += c.hyp_end_idx - c.hyp_start_idx
+    return n
+
+
+def edit_counts(
+    references: Sequence[str], hypotheses: Sequence[str], normalize: TextNormalization | None
+) -> list[dict[str, int | str] | None]:
+    """Per utterance the jiwer edit counts behind :func:`error_rates`: ``word_errors``,
+    ``ref_words``, ``char_errors``, ``ref_chars`` and the normalised ``reference`` and
+    ``hypothesis``; None for a pair whose normalised reference is empty (left out there too).
+    Summed over the kept utterances, errors / reference length is the corpus WER (CER)."""
+    norm = normalize or (lambda s: s)
+    pairs = [(norm(r), norm(h)) for r, h in zip(references, hypotheses, strict=True)]
+    kept = [i for i, (r, _) in enumerate(pairs) if r]
+    out: list[dict[str, int | str] | None] = [None] * len(pairs)
+    if not kept:
+        return out
+    refs, hyps = [pairs[i][0] for i in kept], [pairs[i][1] for i in kept]
+    words = jiwer.process_words(refs, hyps)
+    chars = jiwer.process_characters(refs, hyps)
+    for j, i in enumerate(kept):
+        out[i] = {
+            "word_errors": _errors(words.alignments[j]),
+            "ref_words": len(words.references[j]),
+            "char_errors": _errors(chars.alignments[j]),
+            "ref_chars": len(chars.references[j]),
+            "reference": refs[j],
+            "hypothesis": hyps[j],
+        }
+    return out
+
+
 def wer_grid(metrics: Mapping[str, float], prefix: str = "wer") -> dict[str, dict[str, float]]:
     """``{"babble": {"20": wer, ...}, ...}`` from flat keys ``<prefix>_<noise>_<snr>``;
     ``clean`` comes from ``<prefix>``."""

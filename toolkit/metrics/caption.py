@@ -43,6 +43,44 @@ def all_ngrams(tokens: Tokens, max_n: int) -> Counter[tuple[str, ...]]:
     return out
 
 
+def bleu_statistics(hyp: str | Tokens, refs: Sequence[str | Tokens], max_n: int = 4) -> list[int]:
+    """One item's BLEU sufficient statistics: ``[hyp_len, ref_len, correct_1..max_n,
+    total_1..max_n]`` (clipped n-gram matches, hypothesis n-grams; ``ref_len`` the reference
+    length closest to the hypothesis, ties: the shorter). Summed over items they give
+    :func:`corpus_bleu` through :func:`bleu_from_statistics`."""
+    hyp = _tokens(hyp)
+    refs = [_tokens(r) for r in refs]
+    if not refs:
+        raise ValueError("every item needs at least one reference")
+    ref_len = min((abs(len(r) - len(hyp)), len(r)) for r in refs)[1]
+    correct, total = [0] * max_n, [0] * max_n
+    for n in range(1, max_n + 1):
+        counts = ngram_counts(hyp, n)
+        best: Counter[tuple[str, ...]] = Counter()
+        for r in refs:
+            best |= ngram_counts(r, n)  # element-wise max over references
+        correct[n - 1] = sum(min(c, best[g]) for g, c in counts.items())
+        total[n - 1] = max(len(hyp) - n + 1, 0)
+    return [len(hyp), ref_len, *correct, *total]
+
+
+def bleu_from_statistics(stats: Sequence[float], max_n: int = 4) -> list[float]:
+    """BLEU-1..``max_n`` in [0, 1] from summed :func:`bleu_statistics`."""
+    hyp_len, ref_len = stats[0], stats[1]
+    correct, total = stats[2 : 2 + max_n], stats[2 + max_n : 2 + 2 * max_n]
+    if hyp_len == 0:
+        return [0.0] * max_n
+    bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
+    scores, log_sum = [], 0.0
+    for n in range(max_n):
+        if correct[n] == 0 or total[n] == 0:
+            scores.extend([0.0] * (max_n - n))
+            break
+        log_sum += math.log(correct[n] / total[n])
+        scores.append(bp * math.exp(log_sum / (n + 1)))
+    return scores
+
+
 def corpus_bleu(
     hypotheses: Sequence[str | Tokens], references: Sequence[Sequence[str | Tokens]], max_n: int = 4
 ) -> list[float]:
@@ -58,34 +96,11 @@ def corpus_bleu(
     """
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} reference sets")
-    correct = [0] * max_n
-    total = [0] * max_n
-    hyp_len = ref_len = 0
+    sums = [0] * (2 + 2 * max_n)
     for hyp, refs in zip(hypotheses, references, strict=True):
-        hyp = _tokens(hyp)
-        refs = [_tokens(r) for r in refs]
-        if not refs:
-            raise ValueError("every item needs at least one reference")
-        hyp_len += len(hyp)
-        ref_len += min((abs(len(r) - len(hyp)), len(r)) for r in refs)[1]
-        for n in range(1, max_n + 1):
-            counts = ngram_counts(hyp, n)
-            best: Counter[tuple[str, ...]] = Counter()
-            for r in refs:
-                best |= ngram_counts(r, n)  # element-wise max over references
-            correct[n - 1] += sum(min(c, best[g]) for g, c in counts.items())
-            total[n - 1] += max(len(hyp) - n + 1, 0)
-    if hyp_len == 0:
-        return [0.0] * max_n
-    bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
-    scores, log_sum = [], 0.0
-    for n in range(max_n):
-        if correct[n] == 0 or total[n] == 0:
-            scores.extend([0.0] * (max_n - n))
-            break
-        log_sum += math.log(correct[n] / total[n])
-        scores.append(bp * math.exp(log_sum / (n + 1)))
-    return scores
+        for k, v in enumerate(bleu_statistics(hyp, refs, max_n)):
+            sums[k] += v
+    return bleu_from_statistics(sums, max_n)
 
 
 def cider_d(

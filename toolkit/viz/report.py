@@ -14,9 +14,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from toolkit.report import (
+    GroupStats,
     RecipeReport,
     Row,
+    Significance,
     Table,
+    analyse_all,
     diagnostics_of,
     fmt,
     group_rows,
@@ -24,6 +27,8 @@ from toolkit.report import (
     mean_std,
     run_table,
     sample_groups,
+    significance_sentences,
+    significance_table,
     summary_table,
     summary_values,
 )
@@ -286,8 +291,12 @@ def write_html(
     command: str = "",
     pictures_per_run: int = 3,
     intro: str = "",
+    stats: dict[tuple[str, str, str], GroupStats] | None = None,
+    sig: Significance | None = None,
 ) -> None:
     esc = html.escape
+    sig = sig or Significance()
+    stats = stats if stats is not None else analyse_all(rows, specs, sig)
     n_ok = sum(r.ok for r in rows)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
@@ -340,6 +349,15 @@ def write_html(
                 for d in diags
                 if d in DIAGNOSTIC_HELP
             )
+            + "</ul>",
+            "<h3>Seeds and significance</h3>",
+            f'<p class="meta"><code>{esc(spec.primary)}</code>: mean and 95 % Student-t '
+            f"interval over seeds; Δ = the type minus <code>{esc(sig.reference)}</code> from a "
+            f"paired bootstrap over the test examples ({sig.resamples:,} resamples; the same "
+            "seeds paired, their differences averaged), its 95 % interval and p-value.</p>",
+            table_html(significance_table(spec, mine, stats, sig), f"significance-{name}"),
+            '<ul class="significance">'
+            + "".join(f"<li>{_inline_code(t)}</li>" for t in significance_sentences(stats, name))
             + "</ul>",
             "<h3>Every run</h3>",
             table_html(run_table(spec, mine), f"runs-{name}"),
