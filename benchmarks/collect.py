@@ -3,8 +3,8 @@
     python benchmarks/collect.py runs/sentiment/*/* --out runs/sentiment_table
 
 A thin command over :mod:`toolkit.report` (which reads only the run-folder contract of
-DESIGN.md); ``python -m toolkit.report RUNS --out DIR`` writes the full report (CSV, Markdown,
-self-contained HTML with plots and attention pictures) and ``python -m toolkit.compare``
+docs/run-folder.md); ``python -m toolkit.report RUNS --out DIR`` writes the full report (CSV,
+Markdown, self-contained HTML with plots and attention pictures) and ``python -m toolkit.compare``
 runs a grid first.
 """
 

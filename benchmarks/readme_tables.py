@@ -158,10 +158,25 @@ def translation_summary() -> str:
         row("chrF, copy the source", "copy_chrf"),
         row("cross-attention monotonicity", "attention_monotonicity", 2),
         row("cross-attention entropy", "attention_entropy", 2),
-        ["precision", str(before.get("precision", "bf16-mixed")), str(now.get("precision"))],
-        ["epochs", str(before.get("epochs")), str((now.get("budget") or {}).get("epochs"))],
+        ["precision", _precision(before), _precision(now)],
+        ["epochs (steps)", _epochs(before), _epochs(now)],
+        [
+            "train seconds (2 threads)",
+            f"{before['train_seconds']:,.0f}",
+            f"{now['train_seconds']:,.0f}",
+        ],  # fmt: skip
     ]
     return "\n".join(_md(["", "before", "now"], rows))
+
+
+def _precision(saved: dict[str, Any]) -> str:
+    return str(saved["throughput"].get("precision"))
+
+
+def _epochs(saved: dict[str, Any]) -> str:
+    budget = saved.get("budget") or {}
+    steps = budget.get("steps")
+    return f"{saved['epochs']}" + (f" ({steps:,})" if steps else "")
 
 
 # ----------------------------------------------------------------------------- registry

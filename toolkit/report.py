@@ -3,7 +3,7 @@
 
     python -m toolkit.report runs/sentiment_grid runs/translation --out report
 
-Reads only the run-folder contract of DESIGN.md (``metrics.json``, ``config.yaml``,
+Reads only the run-folder contract (docs/run-folder.md) (``metrics.json``, ``config.yaml``,
 ``attention/*.png``) plus the optional ``compare.json`` that ``toolkit.compare`` leaves next to
 them (status, wall time, peak memory). What a recipe shows (task metrics, the primary metric,
 its direction) comes from the ``report:`` block of ``conf/recipe/<name>.yaml`` (see

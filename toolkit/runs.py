@@ -1,5 +1,5 @@
-"""The run folder contract (DESIGN.md): config.yaml, checkpoints/, metrics.json, attention/,
-per_example.jsonl.gz.
+"""The run folder contract (docs/run-folder.md): config.yaml, checkpoints/, metrics.json,
+attention/, per_example.jsonl.gz.
 
 ``per_example.jsonl.gz`` (every recipe, written by ``toolkit.train`` and ``toolkit.evaluate``
 beside ``metrics.json``, before it) holds the test set scored one example at a time, so a

@@ -1,6 +1,6 @@
 """Train, validate and test a recipe: ``python -m toolkit.train recipe=sentiment attention=…``.
 
-Leaves the run folder of DESIGN.md in ``hydra.run.dir``: ``config.yaml``, ``checkpoints/``,
+Leaves the run folder of docs/run-folder.md in ``hydra.run.dir``: ``config.yaml``, ``checkpoints/``,
 ``per_example.jsonl.gz`` (toolkit/runs.py), ``metrics.json`` and ``attention/``.
 
 Resume: ``hydra.run.dir=<run folder> resume=latest`` continues that run from its newest

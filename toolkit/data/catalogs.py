@@ -17,7 +17,7 @@ before, one pair per English sentence, since the other variants are the same mes
 translated again and would only weight it twice. The manifest counts exact repeats as
 ``dropped.duplicate`` and case/punctuation variants as ``dropped.normalised_duplicate``.
 
-Filters (measured on en-de, ../shared/DATA.md): plural entries, format specifiers
+Filters (shares measured on en-de): plural entries, format specifiers
 (``%s``, ``{0}``), command-line option lines, more than ``max_words`` words and duplicate
 sources are dropped; by default also the ISO code lists (``iso_639-3``, ``iso_3166-2``...:
 38 % of the pairs, mostly names) and pairs whose translation equals the source (30 %).
