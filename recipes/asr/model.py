@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from toolkit.attention import stateful
 from toolkit.nn import TransformerDecoder, build_positions, reorder_cache
 from toolkit.nn.speech import SpeechEncoder
 
@@ -35,6 +36,11 @@ class CTCAttentionASR(nn.Module):
             characters, 0 (padding) and 3 for sentencepiece (the tokenizer's ``blank_id``,
             ``eos_id``).
         never: further ids the decoder never emits (the tokenizer's ``never_ids``).
+
+    The stateful types (``location``, ``coverage``) are refused for both ``attention`` and
+    ``decoder_attention``: the encoder's self-attention has no decoder steps, and the
+    Transformer decoder computes every target position of a layer (in several heads and
+    layers) in one parallel pass, with no single previous alignment to carry.
     """
 
     def __init__(
@@ -59,6 +65,18 @@ class CTCAttentionASR(nn.Module):
         never: Sequence[int] = (),
     ) -> None:
         super().__init__()
+        for key, name in (("attention", attention), ("model.decoder_attention", decoder_attention)):
+            if stateful(name):
+                raise ValueError(
+                    f"asr CTCAttentionASR: {key}={name} is stateful (each decoder step attends "
+                    "with the previous step's weights or their running sum). `attention` is the "
+                    "speech encoder's self-attention, which has no decoder steps, and the "
+                    "attention decoder is a Transformer decoder: every target position of a "
+                    "layer, in several heads and layers, is computed in one parallel pass, with "
+                    "no single previous alignment to carry. This recipe has no recurrent "
+                    "decoder; use location/coverage in translation model=rnn or captioning "
+                    "model=lstm, and e.g. attention=multihead or local here."
+                )
         self.blank, self.eos, self.embed_dim = blank, eos, embed_dim
         # Ids the decoder must not emit: the blank and ids that are never targets
         # (sentencepiece's unknown and BOS pieces).

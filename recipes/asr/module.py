@@ -61,7 +61,8 @@ class ASRModule(RecipeModule):
 
     # ----- config ----------------------------------------------------------------------
     def decode_cfg(self) -> dict[str, Any]:
-        d = {"mode": "joint", "beam_size": 5, "ctc_weight": 0.3, "length_penalty": 0.0}
+        d = {"mode": "joint", "beam_size": 5, "ctc_weight": 0.3, "length_penalty": 0.0,
+             "coverage_penalty": 0.0}  # fmt: skip
         d.update(OmegaConf.to_container(self.cfg.get("decode") or OmegaConf.create({})))
         if d["mode"] not in DECODE_MODES:
             raise ValueError(f"unknown decode.mode {d['mode']!r}; valid: {', '.join(DECODE_MODES)}")
@@ -129,8 +130,12 @@ class ASRModule(RecipeModule):
         if mode == "joint" and d["ctc_weight"] > 0:
             scorer = CTCPrefixScorer(log_probs, frames, self.model.blank, self.model.eos)
 
+        coverage_penalty = float(d["coverage_penalty"])
+        # the coverage penalty sums the decoder's cross-attention, so the beam asks for it
+        need_weights = return_attention or coverage_penalty > 0
+
         def step(prefix, state):
-            return self.model.step(prefix, state, need_weights=return_attention)
+            return self.model.step(prefix, state, need_weights=need_weights)
 
         hyps = beam_search(
             step, self.model.reorder, self.model.init_state(memory, mask), len(ctc),
@@ -138,7 +143,7 @@ class ASRModule(RecipeModule):
             max_len=frames.cpu(), length_penalty=float(d["length_penalty"]),
             return_attention=return_attention, scorer=scorer,
             scorer_weight=float(d["ctc_weight"]) if scorer is not None else 0.0,
-            device=memory.device,
+            device=memory.device, coverage_penalty=coverage_penalty, coverage_mask=mask,
         )  # fmt: skip
         # A joint beam can die out (every extension impossible under CTC): keep CTC's answer,
         # and count it (metrics.json: beam_fallbacks; printed at the end of the test).

@@ -13,7 +13,9 @@
   self-attention instead, and the cross-attention is then ``multihead``.
 
 ``ShowAttendTell`` refuses the self-attention-only types: its only attention is the LSTM
-state over the regions, which shares no position axis with them.
+state over the regions, which shares no position axis with them. It takes the stateful types
+(``location``, ``coverage``), whose state rides in the LSTM decoder state; the
+``CaptionTransformer`` refuses those (a Transformer computes every position in one pass).
 
 Both return teacher-forced ``logits (B, T, V)`` and attention ``(B, T, S)``, and give the
 ``step``/``reorder`` pair that ``toolkit.decoding`` searches with.
@@ -27,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from toolkit.attention import self_attention_only
+from toolkit.attention import self_attention_only, stateful
 from toolkit.nn import (
     AttentionGRUDecoder,
     TransformerDecoder,
@@ -220,6 +222,14 @@ class CaptionTransformer(nn.Module):
         max_len: int = 64,
     ) -> None:
         super().__init__()
+        if stateful(attention):
+            raise ValueError(
+                f"captioning CaptionTransformer: attention={attention} is stateful (each "
+                "decoder step attends with the previous step's weights or their running sum), "
+                "and a Transformer computes every position of its self- and cross-attention in "
+                f"one parallel pass. Use model=lstm attention={attention} (the LSTM decoder's "
+                "attention over the regions), or attention=additive here."
+            )
         self.regions = RegionEncoder(encoder, embed_dim)
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.positions = build_positions(positions, embed_dim, max_len=max_len + 2)

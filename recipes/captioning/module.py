@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from toolkit.attention import coverage_loss
 from toolkit.data.scenes import OBJECT_WORDS
 from toolkit.decoding import beam_search, greedy_search
 from toolkit.lightning import RecipeModule
@@ -45,6 +46,8 @@ class CaptioningModule(RecipeModule):
         )
         self.attention_penalty = float(self.cfg.get("attention_penalty", 0.0) or 0.0)
         self.label_smoothing = float(self.cfg.get("label_smoothing", 0.0) or 0.0)
+        # See et al. (2017): + weight * coverage_loss of the decoder's attention (0 = off)
+        self.coverage_loss_weight = float(self.cfg.get("coverage_loss_weight", 0.0) or 0.0)
         self._val: dict[str, list] = {}
         self._test: dict[str, list] = {}
         self._results: dict[str, Any] = {}
@@ -53,7 +56,8 @@ class CaptioningModule(RecipeModule):
     def _inputs(self, batch) -> tuple:
         return batch["images"], batch["boxes"], batch["box_mask"]
 
-    def _loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cross-entropy, doubly stochastic penalty and coverage loss (0 when off)."""
         images, boxes, box_mask = self._inputs(batch)
         tokens = batch["tokens"]
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
@@ -71,14 +75,20 @@ class CaptioningModule(RecipeModule):
             real = (targets != PAD).to(weights.dtype)  # (B, T)
             total = (weights * real[..., None]).sum(dim=1)  # (B, S)
             penalty = (((1.0 - total) ** 2).sum(dim=1) / real.sum(dim=1).clamp_min(1)).mean()
-        return ce, penalty
+        coverage = torch.zeros((), device=ce.device)
+        if self.coverage_loss_weight and weights is not None:
+            # See et al. (2017): sum_j min(a_tj, c_tj) per caption token, like the loss
+            coverage = coverage_loss(weights.float(), targets != PAD)
+        return ce, penalty, coverage
 
     def training_step(self, batch, batch_idx):
-        ce, penalty = self._loss(batch)
-        loss = ce + self.attention_penalty * penalty
+        ce, penalty, coverage = self._loss(batch)
+        loss = ce + self.attention_penalty * penalty + self.coverage_loss_weight * coverage
         self.log("train/loss", ce, prog_bar=True)
         if self.attention_penalty:
             self.log("train/attention_penalty", penalty)
+        if self.coverage_loss_weight:
+            self.log("train/coverage_loss", coverage)
         self.count_train(batch["images"].shape[0])
         return loss
 
@@ -89,6 +99,7 @@ class CaptioningModule(RecipeModule):
         decode = self.cfg.get("decode") or {}
         beam = int(beam_size or decode.get("beam_size", 1) or 1)
         max_len = int(decode.get("max_len", self.data_state.get("max_len", 40)))
+        coverage_penalty = float(decode.get("coverage_penalty", 0.0) or 0.0)  # GNMT beta
         images, boxes, box_mask = self._inputs(batch)
         memory, mask, _ = self.model.encode(images, boxes, box_mask)
         state = self.model.start(memory, mask)
@@ -105,6 +116,7 @@ class CaptioningModule(RecipeModule):
                     self.model.step, self.model.reorder, state, b, BOS, EOS, beam_size=beam,
                     max_len=max_len, length_penalty=float(decode.get("length_penalty", 0.0)),
                     return_attention=True, device=images.device,
+                    coverage_penalty=coverage_penalty, coverage_mask=mask,
                 )
             ]  # fmt: skip
         return [(self.vocab.decode(h.tokens), h.attention) for h in hyps]
@@ -162,7 +174,7 @@ class CaptioningModule(RecipeModule):
         self._val = {k: [] for k in ("hyps", "refs", "objects", "attention", "decode_seconds")}
 
     def validation_step(self, batch, batch_idx):
-        ce, _ = self._loss(batch)
+        ce, _, _ = self._loss(batch)
         self.log("val/loss", ce, prog_bar=False, batch_size=batch["images"].shape[0])
         self._collect(self._val, batch, beam_size=1)
 

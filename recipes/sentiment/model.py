@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from toolkit.attention import self_attention_only
+from toolkit.attention import self_attention_only, stateful
 from toolkit.nn import AttentionPooling, TransformerEncoder
 from toolkit.nn.positions import build_positions
 
@@ -58,8 +58,22 @@ def _lexicon(enabled: bool, vocab_tokens: list[str] | None) -> LexiconFeatures |
     return LexiconFeatures(vocab_tokens)
 
 
+def refuse_stateful(model: str, attention: str) -> None:
+    """``ValueError`` for a stateful type (``location``, ``coverage``) in a classifier."""
+    if stateful(attention):
+        raise ValueError(
+            f"attention={attention} with {model}: {attention} is stateful (each decoder step "
+            "attends with the previous step's weights or their running sum), and a sentence "
+            "classifier has no decoder steps: its attention is the encoder's self-attention and "
+            "a one-pass pooling query. Use attention=additive (the same scores without a "
+            f"state), or {attention} in a recurrent decoder (translation model=rnn, captioning "
+            "model=lstm)."
+        )
+
+
 class _Classifier(nn.Module):
-    """Shared pooling + head."""
+    """Shared pooling + head. The stateful types (``location``, ``coverage``) are refused by
+    every classifier (``refuse_stateful``): there are no decoder steps to carry a state."""
 
     def _init_head(
         self,
@@ -142,6 +156,7 @@ class RNNClassifier(_Classifier):
         unk_id: int = 1,
     ) -> None:
         super().__init__()
+        refuse_stateful("RNNClassifier", attention)
         if cell not in ("gru", "lstm"):
             raise ValueError(f"cell must be 'gru' or 'lstm', got {cell!r}")
         self.pad_id, self.unk_id, self.word_dropout = pad_id, unk_id, word_dropout
@@ -214,6 +229,7 @@ class TransformerClassifier(_Classifier):
         unk_id: int = 1,
     ) -> None:
         super().__init__()
+        refuse_stateful("TransformerClassifier", attention)
         self.pad_id, self.unk_id, self.word_dropout = pad_id, unk_id, word_dropout
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
         self.lexicon = _lexicon(lexicon, vocab_tokens)
@@ -283,6 +299,7 @@ class MiniLMClassifier(_Classifier):
         vocab_tokens: list[str] | None = None,
     ) -> None:
         super().__init__()
+        refuse_stateful("MiniLMClassifier", attention)
         from toolkit.nn.minilm import MiniLMEncoder
 
         if pooling not in ("mean", "attention"):

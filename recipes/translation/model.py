@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from toolkit.attention import self_attention_only
+from toolkit.attention import self_attention_only, stateful
 from toolkit.nn import TransformerDecoder, TransformerEncoder, build_positions
 from toolkit.nn.attention_layer import reorder_cache
 from toolkit.nn.rnn import AttentionGRUDecoder, reorder_search_state
@@ -33,7 +33,10 @@ class Seq2SeqTransformer(nn.Module):
     ``cross_attention`` names a type: ``attention_modules`` then lists ``local`` for the
     self-attention and ``multihead`` + ``scaled_dot`` for the cross-attention. The
     self-attention-only types (``rotary``, ``alibi``, ``relative``: positions of query and
-    key in one sequence) do the same, and cannot be named as ``cross_attention``."""
+    key in one sequence) do the same, and cannot be named as ``cross_attention``. The
+    stateful types (``location``, ``coverage``: each decoder step attends with the previous
+    step's weights or their running sum) are refused: a Transformer computes every position
+    in one parallel pass; they are ``Seq2SeqRNN`` attention (``model=rnn``)."""
 
     def __init__(
         self,
@@ -53,6 +56,15 @@ class Seq2SeqTransformer(nn.Module):
         attention_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        for key, name in (("attention", attention), ("model.cross_attention", cross_attention)):
+            if name is not None and stateful(name):
+                raise ValueError(
+                    f"translation Seq2SeqTransformer: {key}={name} is stateful (each decoder "
+                    "step attends with the previous step's weights or their running sum), and "
+                    "a Transformer computes every position of its self- and cross-attention in "
+                    f"one parallel pass. Use model=rnn attention={name} (the GRU decoder's "
+                    "attention over the source), or attention=additive here."
+                )
         options = dict(attention_options or {})
         self.pad_id, self.embed_dim = pad_id, embed_dim
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
@@ -124,7 +136,10 @@ class Seq2SeqTransformer(nn.Module):
 class Seq2SeqRNN(nn.Module):
     """Bidirectional GRU encoder + GRU decoder attending over the source at every step
     (Bahdanau et al. 2015 with ``additive``; Luong et al. 2015 with ``dot``/``general``).
-    Self-attention-only types (``rotary``, ``alibi``, ``relative``) are refused."""
+    Self-attention-only types (``rotary``, ``alibi``, ``relative``) are refused. With a
+    stateful type (``location``: Chorowski et al. 2015; ``coverage``: Tu et al. 2016, See et
+    al. 2017) the decoder state carries the attention state (``RNNState.attention``), so
+    ``step``/``reorder`` and beam search need nothing more."""
 
     def __init__(
         self,

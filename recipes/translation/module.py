@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from toolkit.attention import coverage_loss
 from toolkit.data.subword import SubwordTokenizer
 from toolkit.decoding import Hypothesis, beam_search, greedy_search
 from toolkit.lightning import RecipeModule
@@ -29,6 +30,7 @@ DECODE_DEFAULTS = {
     "max_len_offset": 10,
     "compare_greedy": True,  # also score greedy decoding on the test set
     "no_repeat_ngram": 0,  # > 0: never repeat an n-gram of sub-words (0 = off)
+    "coverage_penalty": 0.0,  # GNMT beta: + beta * sum_j log(min(sum_t a_tj, 1)) (0 = off)
 }
 
 
@@ -52,6 +54,8 @@ class TranslationModule(RecipeModule):
             else {},
         )
         self.label_smoothing = float(self.cfg.get("label_smoothing", 0.1) or 0.0)
+        # See et al. (2017): + weight * coverage_loss of the decoder's attention (0 = off)
+        self.coverage_loss_weight = float(self.cfg.get("coverage_loss_weight", 0.0) or 0.0)
         self._val_loss: list[tuple[float, int]] = []
         self._test: dict[str, list] = {}
         self._results: dict[str, Any] = {}
@@ -63,20 +67,37 @@ class TranslationModule(RecipeModule):
 
     # ----- training ----------------------------------------------------------------------
     def _loss(self, batch, smoothing: float) -> tuple[torch.Tensor, int]:
-        logits, _ = self.model(batch["src"], batch["src_mask"], batch["tgt_in"])
+        """Summed cross-entropy and the number of target tokens."""
+        loss, n, _ = self._loss_and_attention(batch, smoothing)
+        return loss, n
+
+    def _loss_and_attention(
+        self, batch, smoothing: float, need_weights: bool = False
+    ) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+        """``_loss`` and, with ``need_weights``, the decoder's attention ``(B, T, S)``."""
+        logits, weights = self.model(
+            batch["src"], batch["src_mask"], batch["tgt_in"], need_weights=need_weights
+        )
         target = batch["tgt_out"]
         loss = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1),
             ignore_index=self.tokenizer.pad_id, label_smoothing=smoothing, reduction="sum",
         )  # fmt: skip
         n = int((target != self.tokenizer.pad_id).sum())
-        return loss, n
+        return loss, n, weights
 
     def training_step(self, batch, batch_idx):
-        loss_sum, n = self._loss(batch, self.label_smoothing)
+        b = batch["src"].shape[0]
+        cover = self.coverage_loss_weight > 0
+        loss_sum, n, weights = self._loss_and_attention(batch, self.label_smoothing, cover)
         loss = loss_sum / max(n, 1)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["src"].shape[0])
-        self.count_train(batch["src"].shape[0])
+        self.log("train/loss", loss, prog_bar=True, batch_size=b)
+        if cover:
+            real = batch["tgt_out"] != self.tokenizer.pad_id
+            coverage = coverage_loss(weights.float(), real)  # per target token, like the loss
+            self.log("train/coverage_loss", coverage, batch_size=b)
+            loss = loss + self.coverage_loss_weight * coverage
+        self.count_train(b)
         return loss
 
     def on_validation_epoch_start(self) -> None:
@@ -118,9 +139,12 @@ class TranslationModule(RecipeModule):
         max_len = max_len.clamp(max=self.max_source_len())
         state = self.model.start(src, src_mask)
         tok = self.tokenizer
+        coverage_penalty = float(d["coverage_penalty"]) if beam_size > 1 else 0.0
+        # the coverage penalty sums the attention, so the beam asks for it
+        need_weights = return_attention or coverage_penalty > 0
 
         def step(prefix, st):
-            return self.model.step(prefix, st, need_weights=return_attention)
+            return self.model.step(prefix, st, need_weights=need_weights)
 
         if beam_size <= 1:
             return greedy_search(step, state, src.shape[0], tok.bos_id, tok.eos_id, max_len,
@@ -130,7 +154,8 @@ class TranslationModule(RecipeModule):
             step, self.model.reorder, state, src.shape[0], tok.bos_id, tok.eos_id,
             beam_size=beam_size, max_len=max_len, length_penalty=float(d["length_penalty"]),
             return_attention=return_attention, device=src.device,
-            no_repeat_ngram=int(d["no_repeat_ngram"]),
+            no_repeat_ngram=int(d["no_repeat_ngram"]), coverage_penalty=coverage_penalty,
+            coverage_mask=src_mask,
         )  # fmt: skip
         return [h[0] for h in nbest]
 

@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 
 from recipes.asr.data import collate
 from recipes.asr.model import CTCAttentionASR, ctc_attention_loss
-from toolkit.attention import available
+from toolkit.attention import available, stateful
 from toolkit.data.noise import NOISE_TYPES, NoiseMixer
 from toolkit.evaluate import evaluate, load_module
 from toolkit.metrics.asr import error_rates
@@ -129,6 +129,15 @@ def test_fast_run_writes_asr_run_folder(compose_cfg, tmp_path):
 @pytest.mark.parametrize("attention", available())
 def test_every_attention_type_in_the_encoder(attention):
     options = {"window": 4} if attention == "local" else {}
+    if stateful(attention):  # location, coverage: no recurrent decoder in this recipe
+        for key, kwargs in (
+            ("attention", {"attention": attention}),
+            ("model.decoder_attention", {"decoder_attention": attention}),
+        ):
+            with pytest.raises(ValueError, match=rf"CTCAttentionASR: {key}={attention} is "
+                               "stateful.*Transformer decoder.*parallel"):  # fmt: skip
+                CTCAttentionASR(vocab_size=12, embed_dim=32, num_heads=2, **kwargs)
+        return
     model = CTCAttentionASR(
         vocab_size=12, attention=attention, attention_options=options, embed_dim=32,
         num_heads=2, encoder_layers=1, decoder_layers=1, ffn_dim=64,
@@ -235,3 +244,42 @@ def test_dead_joint_beam_falls_back_to_ctc_and_is_counted(monkeypatch):
     assert out["tokens"][1] == out["ctc"][1] and out["attention"][1] is None
     monkeypatch.setattr(asr_module, "beam_search", real)
     assert module.transcribe(wave, lengths, mode="joint")["beam_fallbacks"] == 0
+
+
+def test_coverage_penalty_reaches_the_beam_with_attention(monkeypatch):
+    """decode.coverage_penalty > 0: the shared beam search gets it with the frame mask, and
+    the decoder's step returns its cross-attention (which the penalty sums)."""
+    from omegaconf import OmegaConf
+
+    import recipes.asr.module as asr_module
+    from recipes.asr.data import CharTokenizer
+    from toolkit.metrics.asr import TextNormalization
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["recipe=asr", *SMALL,
+                                                      "decode.coverage_penalty=0.5"])  # fmt: skip
+    GlobalHydra.instance().clear()
+    tok = CharTokenizer.build(["turn on the lights", "play some jazz"])
+    state = {**tok.to_state(), "normalize": TextNormalization().to_dict(), "sample_rate": 16000}
+    module = asr_module.ASRModule(OmegaConf.to_container(cfg, resolve=True), state).eval()
+    real, seen = asr_module.beam_search, {}
+
+    def spy(step, *args, **kwargs):
+        def spied_step(prefix, st):
+            out = step(prefix, st)
+            seen.setdefault("attention", out[2])
+            return out
+
+        seen.update(kwargs)
+        return real(spied_step, *args, **kwargs)
+
+    monkeypatch.setattr(asr_module, "beam_search", spy)
+    torch.manual_seed(0)
+    wave, lengths = torch.randn(2, 12000) * 0.1, torch.tensor([12000, 9000])
+    out = module.transcribe(wave, lengths, mode="attention_beam")
+    assert seen["coverage_penalty"] == 0.5
+    assert torch.equal(seen["coverage_mask"], out["mask"])
+    attention, beam = seen["attention"], int(module.decode_cfg()["beam_size"])
+    assert attention is not None and attention.shape == (2 * beam, out["mask"].shape[1])
+    assert len(out["tokens"]) == 2

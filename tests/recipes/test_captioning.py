@@ -61,10 +61,13 @@ def test_cached_additive_equals_memory_attention():
     assert torch.allclose(ctx, ref_ctx, atol=1e-6) and torch.allclose(w, ref_w, atol=1e-6)
 
 
-def test_step_and_reorder_match_teacher_forcing():
+@pytest.mark.parametrize("attention", ["additive", "location", "coverage"])
+def test_step_and_reorder_match_teacher_forcing(attention):
+    """Stepping + reordering rows = teacher forcing (location/coverage: the attention state
+    rides in the LSTM state and is reordered with it)."""
     torch.manual_seed(0)
     model = ShowAttendTell(12, {"backbone": "cnn", "channels": [8, 8, 8]}, memory_dim=16,
-                           hidden_dim=16, embed_dim=8).eval()  # fmt: skip
+                           hidden_dim=16, embed_dim=8, attention=attention).eval()  # fmt: skip
     images = torch.rand(2, 3, 32, 32)
     tokens = torch.tensor([[2, 5, 6, 7], [2, 8, 9, 4]])
     logits, weights = model(images, tokens)
@@ -100,6 +103,19 @@ def test_fast_run_writes_run_folder(extra, compose_cfg, tmp_path):
     for key in ("bleu4", "cider"):
         value = corpus_metric(header, records, key).value()
         assert value == pytest.approx(metrics["metrics"][key], abs=1e-9), key
+
+
+@needs_fashion
+def test_fast_run_lstm_with_location_attention(compose_cfg, tmp_path):
+    """model=lstm attention=location trains (with the coverage loss on) and beam-decodes
+    with the GNMT coverage penalty (debug=fast)."""
+    cfg = compose_cfg(*TINY, "debug=fast", "attention=location", "coverage_loss_weight=0.5",
+                      "decode.beam_size=2", "decode.coverage_penalty=0.2")  # fmt: skip
+    result = train(cfg, tmp_path / "run")
+    assert result["attention"] == "location" and "location" in result["attention_modules"]
+    assert 0 <= result["metrics"]["bleu4"] <= 100
+    arrays = np.load(tmp_path / "run" / "attention" / "example_000.npz")
+    assert arrays["attention"].shape[0] == len(arrays["words"])
 
 
 @needs_fashion

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from recipes.translation.model import Seq2SeqRNN, Seq2SeqTransformer
 from recipes.translation.module import TranslationModule
-from toolkit.attention import available
+from toolkit.attention import available, stateful
 from toolkit.data.cache import DataError
 from toolkit.data.catalogs import (
     FORMAT_SPEC,
@@ -115,6 +115,11 @@ def test_scores_equal_sacrebleu_api():
 @pytest.mark.parametrize("attention", available())
 def test_transformer_steps_equal_teacher_forcing(attention):
     torch.manual_seed(0)
+    if stateful(attention):  # location, coverage: recurrent decoders only (model=rnn)
+        with pytest.raises(ValueError, match=rf"Seq2SeqTransformer: attention={attention} is "
+                           rf"stateful.*model=rnn attention={attention}"):  # fmt: skip
+            Seq2SeqTransformer(50, embed_dim=16, num_heads=2, attention=attention)
+        return
     model = Seq2SeqTransformer(
         50,
         embed_dim=16,
@@ -139,7 +144,7 @@ def test_transformer_steps_equal_teacher_forcing(attention):
         assert attn.shape == (3, 7) and torch.all(attn[1, 5:] == 0)
 
 
-@pytest.mark.parametrize("attention", ["additive", "general", "uniform"])
+@pytest.mark.parametrize("attention", ["additive", "general", "uniform", "location", "coverage"])
 def test_rnn_steps_equal_teacher_forcing(attention):
     torch.manual_seed(0)
     model = Seq2SeqRNN(40, embed_dim=12, hidden_dim=8, decoder_dim=16, attention=attention)
@@ -200,6 +205,27 @@ def test_overfits_fifty_pairs(compose_cfg):
         hyps = [r["translation"] for r in module.translate([s for s, _ in pairs], beam_size=beam)]
         bleu = corpus_scores(hyps, [t for _, t in pairs])["bleu"]
         assert bleu >= 90, f"beam {beam}: BLEU {bleu:.1f} on the 50 training pairs"
+
+
+@needs_catalogs
+@pytest.mark.timeout(600)
+def test_fast_run_rnn_with_coverage(compose_cfg, tmp_path):
+    """model=rnn attention=coverage trains with the coverage loss and beam-decodes with the
+    GNMT coverage penalty (debug=fast)."""
+    from toolkit.train import train
+
+    cfg = compose_cfg(
+        "recipe=translation", "model=rnn", "attention=coverage", "debug=fast", *TINY,
+        "model.embed_dim=32", "model.hidden_dim=32", "model.decoder_dim=32",
+        "coverage_loss_weight=1.0", "decode.beam_size=2", "decode.coverage_penalty=0.2",
+        "trainer.enable_progress_bar=false",
+    )  # fmt: skip
+    result = train(cfg, tmp_path / "run")
+    assert result["attention"] == "coverage" and "coverage" in result["attention_modules"]
+    m = result["metrics"]
+    assert 0 <= m["bleu"] <= 100 and 0 <= m["attention_entropy"] <= 1
+    assert result["decode"]["coverage_penalty"] == 0.2
+    assert list((tmp_path / "run" / "attention").glob("example_*.npz"))
 
 
 @needs_catalogs

@@ -56,6 +56,9 @@ CORE_OPTIONS: dict[str, dict] = {
     "local": {"window": 2, "block_size": 3},
     "linear": {"chunk_size": 4},
     "relative": {"max_relative_position": 3},  # distances clip at T = 11
+    # stateful (first step when called without a state): additive's chunked paths too
+    "location": {"hidden_dim": 6, "chunk_elements": 48, "channels": 2, "kernel_size": 3},
+    "coverage": {"hidden_dim": 6, "chunk_elements": 48},
 }
 # multihead-local uses block_size | window: local's shifted-slices path (the plain block,
 # with 2 % 3 != 0, runs the unfold path)
@@ -66,6 +69,9 @@ MH_CORES = (
 )  # fmt: skip
 # positions of query and key in one sequence, aligned to the end (like local's band)
 SELF_ONLY = {n for n in available() if attention.self_attention_only(n)}
+# location, coverage: carry a state between decoder steps; called like any block (no state)
+# they attend as a first step does. No fused path (the weights make the next state).
+STATEFUL = {n for n in available() if attention.stateful(n)}
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,7 @@ def case_dims(case: Case) -> tuple[int, int, int]:
     """``(Dq, Dk, Dv)`` of the inputs: query/key dims differ where the maths allows it."""
     if case.multihead:
         return E, E, E
-    if case.name == "additive":
+    if case.name == "additive" or case.name in STATEFUL:
         return 5, 7, 3
     if case.name == "general":
         return 6, 4, 3
@@ -129,7 +135,7 @@ def make(
         )
     elif case.name in (
         "additive", "general", "dot", "scaled_dot", "local", "linear", "uniform",
-        "rotary", "alibi", "relative",
+        "rotary", "alibi", "relative", "location", "coverage",
     ):  # fmt: skip
         dq, dk, _ = case_dims(case)
         if dims is not None:
@@ -256,7 +262,8 @@ def test_shapes_and_weight_rows(case, mask_kind, cross):
 
 def test_core_on_4d_inputs_with_4d_masks():
     """Cores accept (B, H, T, D) inputs with (B, H|1, Tq|1, Tk) masks."""
-    for name in ("scaled_dot", "dot", "local", "linear", "additive", "general", *SELF_ONLY):
+    names = ("scaled_dot", "dot", "local", "linear", "additive", "general")
+    for name in (*names, *SELF_ONLY, *STATEFUL):
         block = make(Case(name), dims=(4, 4))
         q, k, v = (torch.randn(B, 3, T, 4) for _ in range(3))
         for mask in (
@@ -433,7 +440,9 @@ def test_fast_matches_eager(case, causal, mask_kind, cross):
 
 
 @pytest.mark.parametrize("length", [8, 11, 13, 20])
-@pytest.mark.parametrize("case", [c for c in CASES if c.base != "additive"], ids=str)
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.base != "additive" and c.base not in STATEFUL], ids=str
+)
 def test_fast_path_really_runs(case, length, monkeypatch):
     """Self-attention with key padding takes the fused/blockwise path, not the eager one."""
     block = make(case)
@@ -742,13 +751,15 @@ def test_linear_rejects_unknown_feature_map():
 
 EXPECTED_NAMES = {
     "additive", "dot", "general", "scaled_dot", "multihead", "local", "linear",
-    "rotary", "alibi", "relative",
+    "rotary", "alibi", "relative", "location", "coverage",
 }  # fmt: skip
 CONFIG_KWARGS = {  # the sizes a model supplies; the config supplies the rest
     "additive": {"query_dim": E},
     "general": {"query_dim": E},
     "multihead": {"embed_dim": E},
     "relative": {"query_dim": E},
+    "location": {"query_dim": E},
+    "coverage": {"query_dim": E},
 }
 
 
@@ -957,7 +968,7 @@ def test_property_fast_eager_and_masked_keys(case, data):
     else:
         d = data.draw(st.sampled_from([1, 2, 5]), label="D")
         dq = d
-        if case.name in ("general", "additive"):  # query and key sizes may differ
+        if case.name in ("general", "additive", *STATEFUL):  # query and key sizes may differ
             dq = data.draw(st.sampled_from([2, 3]), label="Dq")
         block = make(case, causal=causal, dims=(dq, d))
         dims = (dq, d, data.draw(st.sampled_from([1, 3]), label="Dv"))

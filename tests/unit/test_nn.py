@@ -16,6 +16,7 @@ from toolkit.attention import (
     capture_attention,
     self_attention_only,
     set_fast_path,
+    stateful,
 )
 from toolkit.nn import (
     AttentionGRUDecoder,
@@ -35,10 +36,14 @@ from toolkit.nn import (
     reorder_cache,
 )
 
-ATTENTION = available()
+# location, coverage: stateful (a state carried from one decoder step to the next), so one
+# query over a memory only: refused by multi-head layers (Transformers) and pooling
+STATEFUL = [n for n in available() if stateful(n)]
+ATTENTION = [n for n in available() if n not in STATEFUL]  # every multi-head layer type
 # rotary, alibi, relative: self-attention only (refused for cross-attention, memories, pooling)
 SELF_ONLY = [n for n in ATTENTION if self_attention_only(n)]
-CROSS_OK = [n for n in ATTENTION if n not in SELF_ONLY]
+CROSS_OK = [n for n in ATTENTION if n not in SELF_ONLY]  # Transformer cross-attention, pooling
+MEMORY_OK = CROSS_OK + STATEFUL  # one RNN query over a memory (MemoryAttention)
 B, T, S, E, H = 3, 12, 9, 32, 4
 
 
@@ -78,6 +83,22 @@ def test_build_attention_layer_every_type(name):
     assert layer.core_name == ("scaled_dot" if name == "multihead" else name)
     out, w = layer(torch.randn(B, 5, E), torch.randn(B, 7, 20), torch.randn(B, 7, 24), None, True)
     assert out.shape == (B, 5, E) and w.shape == (B, H, 5, 7)
+
+
+@pytest.mark.parametrize("name", STATEFUL)
+def test_stateful_types_are_refused_by_layers_and_pooling(name):
+    """A multi-head layer computes every position in one pass: no step to carry a state."""
+    why = rf"attention '{name}' is stateful.*recurrent decoder.*'additive'"
+    with pytest.raises(ValueError, match=why):
+        build_attention_layer(name, E, H)
+    with pytest.raises(ValueError, match=why):
+        build_attention_layer("multihead", E, H, core=name)
+    with pytest.raises(ValueError, match=why):
+        TransformerEncoderLayer(E, H, 64, attention=name)
+    with pytest.raises(ValueError, match=why):
+        TransformerDecoderLayer(E, H, cross_attention=name)
+    with pytest.raises(ValueError, match=rf"attention pooling cannot use '{name}'.*stateful"):
+        AttentionPooling(E, attention=name)
 
 
 def test_build_attention_layer_rejects_unknown_names():
@@ -331,7 +352,7 @@ def test_positions_add_and_offset():
 
 
 @pytest.mark.parametrize("style", ["bahdanau", "luong"])
-@pytest.mark.parametrize("name", CROSS_OK)
+@pytest.mark.parametrize("name", MEMORY_OK)
 def test_rnn_step_shapes_and_weights(name, style):
     opts = {"window": 2} if name == "local" else {"num_heads": 2} if name == "multihead" else {}
     step = AttentionRNNDecoderStep(16, 20, 24, attention=name, style=style, output_dim=18, **opts)
@@ -347,7 +368,7 @@ def test_rnn_step_shapes_and_weights(name, style):
     assert (out.weights >= 0).all()
 
 
-@pytest.mark.parametrize("name", CROSS_OK)
+@pytest.mark.parametrize("name", MEMORY_OK)
 def test_rnn_decoder_ignores_padded_memory(name):
     opts = {"window": 2} if name == "local" else {}
     dec = AttentionGRUDecoder(11, 8, 16, 12, attention=name, style="luong", **opts).eval()

@@ -34,6 +34,7 @@ from toolkit.attention import (
     get,
     implemented_type,
     self_attention_only,
+    stateful,
 )
 from toolkit.nn.memory_attention import LocalPAttention
 from toolkit.runs import import_object
@@ -51,6 +52,10 @@ def model_names(recipe: str) -> list[str]:
 CASES = [(r, m, a) for r in RECIPES for m in model_names(r) for a in available()]
 # rotary, alibi, relative: positions of query and key in one sequence (self-attention only)
 SELF_ONLY = [a for a in available() if self_attention_only(a)]
+# location, coverage: a state carried from one decoder step to the next (recurrent decoders)
+STATEFUL = [a for a in available() if stateful(a)]
+SENTIMENT_CLASSES = {"bigru": "RNNClassifier", "transformer": "TransformerClassifier",
+                     "minilm": "MiniLMClassifier"}  # fmt: skip
 
 # Combinations refused on purpose at start-up: message pattern (it names model and type).
 REFUSED = {
@@ -65,7 +70,21 @@ REFUSED = {
     **{("sentiment", "bigru", a): rf"attention={a} with RNNClassifier" for a in SELF_ONLY},
     **{("translation", "rnn", a): rf"Seq2SeqRNN: attention={a}" for a in SELF_ONLY},
     **{("captioning", "lstm", a): rf"ShowAttendTell: attention={a}" for a in SELF_ONLY},
-}
+    # stateful types wherever there is no recurrent decoder: classifiers (no decoder steps),
+    # Transformers (every position in one parallel pass: translation/captioning transformer,
+    # the ASR encoder and Transformer decoder); they build in translation rnn, captioning lstm
+    **{
+        ("sentiment", m, a): rf"attention={a} with {cls}: {a} is stateful"
+        for m, cls in SENTIMENT_CLASSES.items()
+        for a in STATEFUL
+    },
+    **{("translation", "transformer", a): rf"Seq2SeqTransformer: attention={a} is stateful"
+       for a in STATEFUL},
+    **{("captioning", "transformer", a): rf"CaptionTransformer: attention={a} is stateful"
+       for a in STATEFUL},
+    **{("asr", m, a): rf"CTCAttentionASR: attention={a} is stateful"
+       for m in ("conformer", "transformer") for a in STATEFUL},
+}  # fmt: skip
 
 # Parts a model documents as not following `attention` (docstring and README / config):
 # (recipe, model, attention or "*") -> [(module path pattern, the types that part holds)].
@@ -205,6 +224,11 @@ def test_every_recipe_offers_its_models():
     for recipe in RECIPES:
         assert len(model_names(recipe)) >= 2, recipe
     assert ("translation", "rnn", "local") in CASES and ("captioning", "lstm", "local") in CASES
+    # the stateful types build in the recurrent decoders (and nowhere else)
+    for a in STATEFUL:
+        built = {(r, m) for r, m, x in CASES if x == a and (r, m, x) not in REFUSED}
+        assert built == {("translation", "rnn"), ("captioning", "lstm")}, (a, built)
+    assert set(STATEFUL) == {"location", "coverage"}
 
 
 # Settings that change which modules follow `attention` (not in the model configs' defaults).

@@ -2,8 +2,8 @@
 
 >>> from toolkit import attention
 >>> attention.available()  # doctest: +NORMALIZE_WHITESPACE
-['additive', 'alibi', 'dot', 'general', 'linear', 'local', 'multihead', 'relative',
- 'rotary', 'scaled_dot', 'uniform']
+['additive', 'alibi', 'coverage', 'dot', 'general', 'linear', 'local', 'location',
+ 'multihead', 'relative', 'rotary', 'scaled_dot', 'uniform']
 >>> block = attention.build("additive", query_dim=32, key_dim=48)
 """
 
@@ -21,6 +21,12 @@ from .base import (
 from .dot import DotAttention, GeneralAttention, ScaledDotAttention
 from .linear import LinearAttention
 from .local import LocalAttention, band_mask
+from .location_coverage import (
+    CoverageAttention,
+    LocationAttention,
+    StatefulAdditiveAttention,
+    coverage_loss,
+)
 from .multihead import MultiHeadAttention
 from .positional import (
     ALiBiAttention,
@@ -39,6 +45,7 @@ from .registry import (
     implemented_type,
     register,
     self_attention_only,
+    stateful,
 )
 from .uniform import UniformAttention
 
@@ -55,14 +62,17 @@ __all__ = [
     "AdditiveAttention",
     "AttentionBase",
     "AttentionCapture",
+    "CoverageAttention",
     "DotAttention",
     "GeneralAttention",
     "LinearAttention",
     "LocalAttention",
+    "LocationAttention",
     "MultiHeadAttention",
     "RelativeAttention",
     "RotaryAttention",
     "ScaledDotAttention",
+    "StatefulAdditiveAttention",
     "UniformAttention",
     "alibi_bias",
     "alibi_slopes",
@@ -74,6 +84,7 @@ __all__ = [
     "capture_attention",
     "capturing",
     "causal_mask",
+    "coverage_loss",
     "get",
     "implemented_type",
     "masked_softmax",
@@ -83,4 +94,5 @@ __all__ = [
     "register",
     "self_attention_only",
     "set_fast_path",
+    "stateful",
 ]

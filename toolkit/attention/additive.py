@@ -113,8 +113,11 @@ class AdditiveAttention(AttentionBase):
 
     def scores(self, query: Tensor, key: Tensor) -> Tensor:
         """Unnormalised scores ``(*, Tq, Tk)``."""
-        qp = self.q_proj(query)  # (*, Tq, h)
-        kp = self.k_proj(key)  # (*, Tk, h)
+        return self.projected_scores(self.q_proj(query), self.k_proj(key))
+
+    def projected_scores(self, qp: Tensor, kp: Tensor) -> Tensor:
+        """Scores ``vᵀ tanh(qp_i + kp_j)`` ``(*, Tq, Tk)`` of projected queries ``(*, Tq, h)``
+        and keys ``(*, Tk, h)``, in bounded-memory chunks (see the class)."""
         lead = torch.broadcast_shapes(qp.shape[:-2], kp.shape[:-2]).numel()
         tq, tk, h = qp.shape[-2], kp.shape[-2], qp.shape[-1]
         pair = max(1, lead * h)  # elements of one (query, key) pair of the tanh tensor

@@ -152,6 +152,9 @@ class AttentionBase(nn.Module):
     # True for cores that score a query and a key by their positions in one sequence
     # (``rotary``, ``alibi``, ``relative``): self-attention only (``self_attention_only``).
     self_attention_only = False
+    # True for types that carry a state from one decoder step to the next (``location``,
+    # ``coverage``; ``toolkit.attention.location_coverage``): one query step over a memory.
+    stateful = False
 
     def __init__(self, dropout: float = 0.0, causal: bool = False) -> None:
         super().__init__()

@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import AttentionBase, Tensor, normalize_mask
-from .registry import build, register
+from .registry import build, register, stateful
 
 
 @register("multihead")
@@ -51,6 +51,16 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
         if core == "multihead":
             raise ValueError("multihead cannot be its own core")
+        if stateful(core):
+            raise ValueError(
+                f"attention {core!r} is stateful: each decoder step attends with the previous "
+                "step's weights (location) or their running sum (coverage), while a multi-head "
+                "layer computes every query position of a sequence in one parallel pass, so it "
+                "cannot be a Transformer's self- or cross-attention. Use it as the attention of "
+                "a recurrent decoder (toolkit.nn.MemoryAttention, AttentionRNNDecoderStep: "
+                "translation model=rnn, captioning model=lstm); here use e.g. 'additive' (the "
+                "same scores without a state) or 'multihead'"
+            )
         self.embed_dim, self.num_heads = embed_dim, num_heads
         self.head_dim = embed_dim // num_heads
         kdim = embed_dim if kdim is None else kdim

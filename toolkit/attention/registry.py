@@ -57,6 +57,17 @@ def self_attention_only(name: str) -> bool:
     return bool(getattr(get(name), "self_attention_only", False))
 
 
+def stateful(name: str) -> bool:
+    """Whether the registered type ``name`` carries an attention state from one decoder step
+    to the next (``location``: the previous step's weights; ``coverage``: the running sum of
+    all past weights; the class says ``stateful = True``; the protocol is described in
+    ``toolkit.attention.location_coverage``). Such a type is one query step over a memory:
+    recurrent decoders (``toolkit.nn.MemoryAttention``, ``AttentionRNNDecoderStep``) keep its
+    state in their decoder state; a multi-head layer (Transformer self- or cross-attention, which
+    computes every position in one parallel pass) and attention pooling refuse it."""
+    return bool(getattr(get(name), "stateful", False))
+
+
 def implemented_type(cls: type) -> str | None:
     """The registered attention type that instances of ``cls`` implement, or ``None``.
 

@@ -6,6 +6,7 @@ from toolkit.decoding.search import (
     Hypothesis,
     PrefixScorer,
     beam_search,
+    gnmt_coverage_penalty,
     gnmt_length_penalty,
     greedy_search,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "PrefixScorer",
     "beam_search",
     "ctc_greedy",
+    "gnmt_coverage_penalty",
     "gnmt_length_penalty",
     "greedy_search",
 ]

@@ -17,6 +17,14 @@ length (where EOS is forced). With ``beam_size=1`` this is exactly greedy search
 
 An optional :class:`PrefixScorer` (e.g. CTC prefix scores) is mixed in as
 ``(1 - w) * attention log-prob + w * scorer score``.
+
+``coverage_penalty`` β > 0 adds the GNMT coverage penalty (Wu et al. 2016) to the score of
+every finished hypothesis, ``score = log P / lp + β Σ_j log(min(Σ_t α_tj, 1))``, summed over
+the real memory entries ``j`` (``coverage_mask``) with ``α_t`` the attention of each generated
+position (EOS included). It favours hypotheses that attended to every source entry. It
+needs the step's attention: when ``step`` returns ``None`` the penalty is 0. The state the
+model keeps is untouched: the search sums the returned attention itself and reorders that
+sum with the beams.
 """
 
 from __future__ import annotations
@@ -55,6 +63,30 @@ class PrefixScorer(Protocol):
 
     def select(self, candidates: Any, rows: Tensor, tokens: Tensor) -> Any:
         """State after extending rows ``rows`` with ``tokens``."""
+
+
+# Coverage below this counts as this in the coverage penalty: a real entry no step attended
+# to (weight exactly 0, e.g. outside a local window) costs β·log(1e-6) ≈ -13.8 β, not -inf.
+COVERAGE_FLOOR = 1e-6
+
+
+def gnmt_coverage_penalty(
+    coverage: Tensor, mask: Tensor | None = None, beta: float = 1.0
+) -> Tensor:
+    """GNMT coverage penalty ``β Σ_j log(min(c_j, 1))`` (Wu et al. 2016, eq. 14), ``<= 0``.
+
+    Args:
+        coverage: ``(N, S)`` attention summed over a hypothesis' positions.
+        mask: ``(N, S)``, ``True`` on real memory entries (padding does not count).
+        beta: the weight β.
+
+    Returns:
+        ``(N,)``; coverage is floored at ``COVERAGE_FLOOR`` before the log.
+    """
+    logs = coverage.clamp(min=COVERAGE_FLOOR, max=1.0).log()
+    if mask is not None:
+        logs = logs.masked_fill(~mask, 0.0)
+    return beta * logs.sum(dim=-1)
 
 
 def gnmt_length_penalty(length: Tensor | int, alpha: float) -> Tensor | float:
@@ -178,12 +210,18 @@ def beam_search(
     scorer_weight: float = 0.0,
     device: torch.device | str | None = None,
     no_repeat_ngram: int = 0,
+    coverage_penalty: float = 0.0,
+    coverage_mask: Tensor | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search; returns the ``nbest`` best finished hypotheses per item.
-    ``no_repeat_ngram`` > 0 forbids repeating an n-gram (:func:`block_repeated_ngrams`)."""
+    ``no_repeat_ngram`` > 0 forbids repeating an n-gram (:func:`block_repeated_ngrams`).
+    ``coverage_penalty`` β > 0 adds :func:`gnmt_coverage_penalty` to finished scores, over
+    the memory entries where ``coverage_mask (batch_size, S)`` is ``True`` (default: all);
+    it needs ``step`` to return attention (else it is 0)."""
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     alpha = float(length_penalty)
+    beta = float(coverage_penalty)
     weight = float(scorer_weight) if scorer is not None else 0.0
     k = beam_size
     early_stop = alpha == 0 and scorer is None and nbest <= 1
@@ -200,6 +238,8 @@ def beam_search(
     score = score.reshape(n)
     att_logp = torch.zeros(n, dtype=torch.float64)
     history: Tensor | None = None  # (n, t, S) attention of each row's prefix
+    coverage: Tensor | None = None  # (n, S) attention summed over each row's prefix
+    cov_mask = None if coverage_mask is None else coverage_mask.detach().cpu().bool()[rows_of]
     finished: list[list[Hypothesis]] = [[] for _ in range(batch_size)]
     done = torch.zeros(batch_size, dtype=torch.bool)
     for t in range(int(limits.max()) + 1):
@@ -224,6 +264,11 @@ def beam_search(
         if return_attention and attn is not None:
             step_attn = attn.detach().float().cpu().unsqueeze(1)
             history = step_attn if history is None else torch.cat([history, step_attn], dim=1)
+        cov_score = None  # (n,) coverage penalty of each row's prefix + this position
+        if beta and attn is not None:
+            step_cov = attn.detach().double().cpu()
+            coverage = step_cov if coverage is None else coverage + step_cov
+            cov_score = gnmt_coverage_penalty(coverage, cov_mask, beta)
         flat = cand.reshape(batch_size, k * vocab)
         top_scores, top_index = flat.topk(min(2 * k, k * vocab), dim=1)
         keep_rows, keep_tokens, keep_scores, keep_att = [], [], [], []
@@ -249,7 +294,8 @@ def beam_search(
                         finished[b].append(
                             Hypothesis(
                                 tokens=[int(x) for x in prefix[row, 1:].tolist()],
-                                score=s / float(gnmt_length_penalty(length, alpha)),
+                                score=s / float(gnmt_length_penalty(length, alpha))
+                                + (0.0 if cov_score is None else float(cov_score[row])),
                                 logprob=float(cand_att[row, token]),
                                 attention=hyp_attn,
                             )
@@ -283,6 +329,8 @@ def beam_search(
             scorer_state = scorer.select(candidates, index, tokens)
         if history is not None:
             history = history[index]
+        if coverage is not None:
+            coverage = coverage[index]
         prefix = torch.cat([prefix[dev_index], tokens.to(prefix.device).unsqueeze(1)], dim=1)
     results = []
     for b in range(batch_size):

@@ -4,6 +4,11 @@
 each step: one query vector ``(B, Dq)`` attends over ``memory (B, S, Dm)`` with a key
 padding mask ``(B, S)`` and gives a context ``(B, Dc)`` and weights ``(B, S)``.
 ``AttentionPooling`` lets learned queries attend over token states to pool a sequence.
+
+Stateful types (``location``, ``coverage``; ``toolkit.attention.stateful``) carry a state
+from one decoder step to the next; ``MemoryAttention`` passes it through generically
+(``init_state`` before the first step, ``step`` returns the next one), and the decoder keeps
+it in its own state (``toolkit.nn.RNNState.attention``), which beam search reorders.
 """
 
 from __future__ import annotations
@@ -14,14 +19,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from toolkit.attention import build, get, masked_softmax, self_attention_only
+from toolkit.attention import build, get, masked_softmax, self_attention_only, stateful
 
 from .attention_layer import build_attention_layer, cached_attention, project_key_value
 
 Tensor = torch.Tensor
 
 # Cores whose scores accept query_dim != key_dim; other cores get memory keys projected.
-MIXED_DIM_CORES = frozenset({"additive", "general"})
+MIXED_DIM_CORES = frozenset({"additive", "general", "location", "coverage"})
 
 
 def _refuse_self_attention_only(attention: str, options: dict[str, Any], why: str) -> None:
@@ -106,6 +111,10 @@ class MemoryAttention(nn.Module):
       ``query_dim`` when the sizes differ; values stay the raw memory.
     * self-attention-only types (``rotary``, ``alibi``, ``relative``) are refused: one query
       has no position in the memory (``ValueError``).
+    * stateful types (``location``, ``coverage``; ``stateful`` is then True): built like
+      ``additive``; ``init_state`` gives the state before the first step and ``step`` the
+      context, the weights and the next state. ``forward`` attends with a given state (or
+      the initial one) and returns no state.
 
     Args:
         attention: registered attention name.
@@ -123,6 +132,8 @@ class MemoryAttention(nn.Module):
             "one query over a memory (an RNN decoder step) has no position in that memory",
         )
         self.attention = attention
+        # multihead refuses a stateful core itself (MultiHeadAttention), with a message
+        self.stateful = stateful(attention)
         self.key_proj: nn.Module | None = None
         self.context_dim = memory_dim
         if attention == "multihead":
@@ -151,7 +162,41 @@ class MemoryAttention(nn.Module):
                 "key": k.view(b, s, h, -1).transpose(1, 2),  # (B, H, S, hd)
                 "value": v.view(b, s, h, -1).transpose(1, 2),
             }
-        return {"key": memory if self.key_proj is None else self.key_proj(memory)}
+        key = memory if self.key_proj is None else self.key_proj(memory)
+        if self.stateful:  # the core's own per-memory work (its key projection)
+            return {"key": key, "core": self.core.precompute(key)}
+        return {"key": key}
+
+    def init_state(self, memory: Tensor, mask: Tensor | None = None) -> Tensor | None:
+        """The attention state before the first step, ``(B, S)`` (``None`` unless
+        ``stateful``): zeros for ``coverage``, uniform over the real entries for ``location``."""
+        return self.core.init_state(memory, mask) if self.stateful else None
+
+    def step(
+        self,
+        query: Tensor,
+        memory: Tensor,
+        mask: Tensor | None = None,
+        cache: dict[str, Tensor] | None = None,
+        state: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One decoder step: as ``forward``, plus the attention state for the next step
+        (``None`` for a type without state).
+
+        Args:
+            state: ``init_state(memory, mask)`` or the previous step's (``None``: initial).
+
+        Returns:
+            ``context (B, Dc)``, ``weights (B, S)`` and the next state ``(B, S) | None``.
+        """
+        if not self.stateful:
+            context, weights = self(query, memory, mask, cache)
+            return context, weights, None
+        cache = self.precompute(memory) if cache is None else cache
+        out, weights, state = self.core.step(
+            query[:, None, :], cache["key"], memory, mask, state, cache["core"]
+        )
+        return out[:, 0], weights[:, 0], state
 
     def forward(
         self,
@@ -159,18 +204,25 @@ class MemoryAttention(nn.Module):
         memory: Tensor,
         mask: Tensor | None = None,
         cache: dict[str, Tensor] | None = None,
+        state: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """``query (B, Dq)`` over ``memory (B, S, Dm)`` with key padding ``mask (B, S)``.
 
         Args:
             cache: ``precompute(memory)`` (computed here when ``None``).
+            state: attention state ``(B, S)`` of a stateful type (``None``: the initial
+                one); ignored by the other types. ``step`` also returns the next state.
 
         Returns:
             ``context (B, Dc)`` and ``weights (B, S)`` (zero on masked memory).
         """
         cache = self.precompute(memory) if cache is None else cache
         q = query[:, None, :]  # (B, 1, Dq)
-        if self.attention == "multihead":
+        if self.stateful:
+            out, weights = self.core(
+                q, cache["key"], memory, mask, need_weights=True, state=state, cache=cache["core"]
+            )
+        elif self.attention == "multihead":
             out, weights = cached_attention(
                 self.core, q, memory, memory, dict(cache), mask, need_weights=True, static=True
             )
@@ -187,7 +239,8 @@ class AttentionPooling(nn.Module):
 
     With ``num_queries > 1`` (Lin et al. 2017) the ``Q`` pooled vectors are concatenated and
     projected back to ``D``. ``local`` is refused: a learned query has no position to anchor
-    a window at; so are the self-attention-only types (``rotary``, ``alibi``, ``relative``).
+    a window at; so are the self-attention-only types (``rotary``, ``alibi``, ``relative``)
+    and the stateful ones (``location``, ``coverage``: pooling is one pass, no steps).
 
     Args:
         dim: token state size ``D``.
@@ -209,6 +262,13 @@ class AttentionPooling(nn.Module):
         _refuse_self_attention_only(
             attention, options, "a learned pooling query has no position in the sequence"
         )
+        if stateful(attention):
+            raise ValueError(
+                f"attention pooling cannot use {attention!r} attention: it is stateful (each "
+                "decoder step attends with the previous step's weights or their running sum), "
+                "and pooling is one pass with no steps; use 'additive' (the same scores without "
+                "a state), 'scaled_dot' or 'multihead'"
+            )
         self.attention = attention
         self.query = nn.Parameter(torch.randn(num_queries, dim) * dim**-0.5)
         if attention == "multihead":

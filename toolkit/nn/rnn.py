@@ -9,6 +9,11 @@ Two orders of operations, one step module:
 
 ``gate=True`` multiplies the context by ``β = sigmoid(f_β(h))`` (Xu et al. 2015, §4.2.1),
 ``h`` being the hidden state that made the query.
+
+A stateful attention type (``location``, ``coverage``; ``toolkit.attention.stateful``)
+keeps its state in ``RNNState.attention``: ``init_state`` sets it (uniform over the real
+memory / zeros), every step replaces it, and ``reorder_state`` selects its rows with the rest
+of the state, so beam search carries it without a special case. Other types leave it ``None``.
 """
 
 from __future__ import annotations
@@ -37,11 +42,14 @@ CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 
 
 class RNNState(NamedTuple):
-    """Decoder state: ``hidden (L, B, H)``, LSTM ``cell (L, B, H)``, Luong ``feed (B, O)``."""
+    """Decoder state: ``hidden (L, B, H)``, LSTM ``cell (L, B, H)``, Luong ``feed (B, O)``,
+    and the ``attention`` state ``(B, S)`` of a stateful attention type (previous weights for
+    ``location``, coverage for ``coverage``; ``None`` for the other types)."""
 
     hidden: Tensor
     cell: Tensor | None = None
     feed: Tensor | None = None
+    attention: Tensor | None = None
 
 
 class StepOutput(NamedTuple):
@@ -59,6 +67,7 @@ def reorder_state(state: RNNState, index: Tensor) -> RNNState:
         state.hidden.index_select(1, index),
         None if state.cell is None else state.cell.index_select(1, index),
         None if state.feed is None else state.feed.index_select(0, index),
+        None if state.attention is None else state.attention.index_select(0, index),
     )
 
 
@@ -152,17 +161,28 @@ class AttentionRNNDecoderStep(nn.Module):
         hidden = init[0].contiguous()  # (L, B, H)
         cell = init[1].contiguous() if self.cell_type == "lstm" else None
         feed = memory.new_zeros(b, self.output_dim) if self.input_feeding else None
-        return RNNState(hidden, cell, feed)
+        attention = self.attn.init_state(memory, mask) if self.stateful else None
+        return RNNState(hidden, cell, feed, attention)
 
     def precompute(self, memory: Tensor) -> dict[str, Tensor]:
         """Memory keys to reuse at every step (see ``MemoryAttention.precompute``)."""
         return self.attn.precompute(memory)
 
-    def _attend(self, h: Tensor, memory, mask, cache) -> tuple[Tensor, Tensor]:
-        context, weights = self.attn(h, memory, mask, cache)  # (B, Dc), (B, S)
+    @property
+    def stateful(self) -> bool:
+        """Whether the attention carries a state between steps (``RNNState.attention``)."""
+        return bool(getattr(self.attn, "stateful", False))
+
+    def _attend(self, h: Tensor, memory, mask, cache, state: RNNState):
+        """-> ``context (B, Dc)``, ``weights (B, S)``, next attention state or ``None``."""
+        if self.stateful:
+            context, weights, attention = self.attn.step(h, memory, mask, cache, state.attention)
+        else:
+            context, weights = self.attn(h, memory, mask, cache)  # (B, Dc), (B, S)
+            attention = None
         if self.gate is not None:
             context = torch.sigmoid(self.gate(h)) * context  # β (B, 1)
-        return context, weights
+        return context, weights, attention
 
     def _cell(self, x: Tensor, state: RNNState) -> tuple[Tensor, Tensor, Tensor | None]:
         if self.cell_type == "lstm":
@@ -193,17 +213,17 @@ class AttentionRNNDecoderStep(nn.Module):
             ``StepOutput(output (B, O), state, weights (B, S), context (B, Dc))``.
         """
         if self.style == "bahdanau":
-            context, weights = self._attend(state.hidden[-1], memory, mask, cache)
+            context, weights, attention = self._attend(state.hidden[-1], memory, mask, cache, state)
             h, hidden, cell = self._cell(torch.cat([inputs, context], dim=-1), state)
             output = torch.tanh(self.out(torch.cat([h, context, inputs], dim=-1)))
         else:
             x = torch.cat([inputs, state.feed], dim=-1) if self.input_feeding else inputs
             h, hidden, cell = self._cell(x, state)
-            context, weights = self._attend(h, memory, mask, cache)
+            context, weights, attention = self._attend(h, memory, mask, cache, state)
             output = torch.tanh(self.out(torch.cat([context, h], dim=-1)))
         output = self.drop(output)
         feed = output if self.input_feeding else None
-        return StepOutput(output, RNNState(hidden, cell, feed), weights, context)
+        return StepOutput(output, RNNState(hidden, cell, feed, attention), weights, context)
 
 
 class AttentionGRUDecoder(nn.Module):
@@ -274,7 +294,10 @@ class AttentionGRUDecoder(nn.Module):
         """Teacher-forced decoding of ``tokens (B, T)`` (inputs, i.e. shifted right).
 
         Returns:
-            ``logits (B, T, V)``, ``weights (B, T, S)`` and the final state.
+            ``logits (B, T, V)``, ``weights (B, T, S)`` and the final state (with
+            ``coverage`` attention its ``attention`` is the coverage ``Σ_t weights[:, t]``).
+            See et al.'s coverage loss is ``toolkit.attention.coverage_loss(weights,
+            step_mask)``, for a recipe to add as ``coverage_loss_weight * loss``.
         """
         state = self.init_state(memory, mask) if state is None else state
         cache = self.precompute(memory)
