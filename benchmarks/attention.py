@@ -932,14 +932,19 @@ def parse_args(argv=None):
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     parser.add_argument("--lengths", type=int, nargs="+", help="sequence lengths")
-    parser.add_argument("--types", nargs="+", help="attention names (default: all + references)")
+    parser.add_argument(
+        "--types", nargs="+", help="attention names (default: all but stateful + references)"
+    )
     args = parser.parse_args(argv)
     if args.lengths is None:
         args.lengths = QUICK_LENGTHS if args.quick else FULL_LENGTHS
     args.lengths = sorted(set(args.lengths))
     all_names = [*attention.available(), *EXTRA, *REFERENCES]
     if args.types is None:
-        args.types = all_names
+        # Stateful decoder types (location, coverage) attend one decoder step at a time;
+        # a whole-sequence self-attention timing says nothing about them.
+        args.types = [n for n in all_names if n not in attention.available()
+                      or not attention.stateful(n)]  # fmt: skip
     unknown = [n for n in args.types if n not in all_names]
     if unknown:
         parser.error(f"unknown types {unknown}; choose from {', '.join(all_names)}")
