@@ -54,41 +54,49 @@ def _asr_budget(saved: dict[str, Any]) -> str:
     budget = saved.get("budget") or {}
     if not budget:
         return "13 epochs (1,625 steps)"
-    return f"{budget.get('epochs')} epochs ({budget.get('steps'):,} steps)"
+    epochs = float(budget.get("epochs"))
+    return f"{epochs:g} epochs ({budget.get('steps'):,} steps)"
+
+
+NOISES = ("white", "pink", "brown", "babble", "recorded")
+
+
+def _mean_wer(m: dict[str, float], prefix: str, level: str) -> float:
+    return sum(m[f"{prefix}wer_{kind}_{level}"] for kind in NOISES) / len(NOISES)
 
 
 def asr_summary() -> str:
-    """The default config before and after the held-out-sentence / speech-band-SNR protocol."""
+    """The default config before and after the held-out-sentence / speech-band-SNR protocol,
+    both decoders of the same checkpoint (the run's joint beam and CTC greedy)."""
     now, before = _json(f"{ASR_NOW}/metrics.json"), _json(f"{ASR_BEFORE}/metrics.json")
     m, b = now["metrics"], before["metrics"]
+    joint = f"joint beam {now['decode']['beam_size']}, ctc_weight {now['decode']['ctc_weight']}"
+    assert _decode(before) == _decode(now) == joint.replace("joint beam", "joint, beam")
 
-    def row(name: str, key: str) -> list[str]:
-        return [name, _pct(b.get(key)), _pct(m.get(key))]
+    def rows_for(name: str, prefix: str) -> list[list[str]]:
+        return [
+            [f"WER clean, {name}", _pct(b[f"{prefix}wer"]), _pct(m[f"{prefix}wer"])],
+            *[[f"WER {level} dB, mean of 5 noises, {name}", _pct(_mean_wer(b, prefix, level)),
+               _pct(_mean_wer(m, prefix, level))] for level in ("10", "0")],
+            *[[f"WER {kind} 0 dB, {name}", _pct(b[f"{prefix}wer_{kind}_0"]),
+               _pct(m[f"{prefix}wer_{kind}_0"])] for kind in ("brown", "babble")],
+            [f"WER reverb RT60 0.5 s, {name}", _pct(b[f"{prefix}wer_reverb_0.5"]),
+             _pct(m[f"{prefix}wer_reverb_0.5"])],
+        ]  # fmt: skip
 
     utts = now["per_condition"]["clean"]["decode"]["utterances"]
     held = now["data"]["held_out"]["test_sentences_in_train"]
     old = _json(f"{ASR_BEFORE}/held_out.json")
     old_utts = before["per_condition"]["clean"]["decode"]["utterances"]
     rows = [
-        [
-            "test utterances whose sentence is also in training",
-            f"{old['test_sentences_in_train']} of {old_utts}",
-            f"{held} of {utts}",
-        ],  # fmt: skip
+        ["test utterances whose sentence is also in training",
+         f"{old['test_sentences_in_train']} of {old_utts}", f"{held} of {utts}"],
         ["SNR measured over", "full band", "speech band (> 50 Hz), noise high-passed"],
-        row("WER clean, joint (%)", "wer"),
-        row("WER clean, CTC greedy (%)", "ctc_greedy_wer"),
-        row("WER 10 dB, mean of 5 noises (%)", "wer_avg_10"),
-        row("WER 0 dB, mean of 5 noises (%)", "wer_avg_0"),
-        row("WER brown 0 dB (%)", "wer_brown_0"),
-        row("WER babble 0 dB (%)", "wer_babble_0"),
-        row("WER reverb RT60 0.5 s (%)", "wer_reverb_0.5"),
-        row("CER clean (%)", "cer"),
-        ["decoding", _decode(before), _decode(now)],
+        *rows_for("CTC greedy (%)", "ctc_greedy_"),
+        *rows_for(f"{joint} (%)", ""),
         ["budget", _asr_budget(before), _asr_budget(now)],
-    ]
-    lines = _md(["", "before", "now"], rows)
-    return "\n".join(lines)
+    ]  # fmt: skip
+    return "\n".join(_md(["", "before", "now"], rows))
 
 
 def _decode(saved: dict[str, Any]) -> str:
@@ -186,7 +194,6 @@ BLOCKS: dict[str, tuple[str, Callable[[], str]]] = {
     "asr-wer": ("recipes/asr/README.md", asr_wer),
     "asr-ctc-wer": ("recipes/asr/README.md", asr_ctc_wer),
     "asr-decode-sweep": ("recipes/asr/README.md", asr_decode_sweep),
-    "translation-summary": ("recipes/translation/README.md", translation_summary),
 }
 
 

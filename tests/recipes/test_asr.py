@@ -46,6 +46,7 @@ TINY = [
     "data.eval_batch_size=32",
     "data.test_noise.types=[white,babble]",
     "data.test_noise.snrs=[10,0]",
+    "decode.mode=joint",  # the joint beam path (the recipe default is CTC greedy)
     "decode.beam_size=2",
     *SMALL,
 ]
@@ -283,3 +284,18 @@ def test_coverage_penalty_reaches_the_beam_with_attention(monkeypatch):
     attention, beam = seen["attention"], int(module.decode_cfg()["beam_size"])
     assert attention is not None and attention.shape == (2 * beam, out["mask"].shape[1])
     assert len(out["tokens"]) == 2
+
+
+def test_decoding_defaults_are_the_validation_sweep_best():
+    """conf/recipe/asr.yaml's decode.mode and decode.ctc_weight are the settings with the
+    lowest WER in the committed validation sweep (recipes/asr/results/decode_sweep.csv)."""
+    rows = list(csv.DictReader((ROOT / "recipes/asr/results/decode_sweep.csv").open()))
+    best = min(rows, key=lambda r: float(r["wer"]))
+    best_joint = min((r for r in rows if r["mode"] == "joint"), key=lambda r: float(r["wer"]))
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["recipe=asr"])
+    GlobalHydra.instance().clear()
+    assert cfg.decode.mode == best["mode"]
+    assert cfg.decode.ctc_weight == pytest.approx(float(best_joint["ctc_weight"]))
+    assert {r["utterances"] for r in rows} == {"300"}  # the whole validation set

@@ -55,6 +55,7 @@ TINY = [
     "data.eval_batch_size=32",
     "data.test_noise.types=[white,babble]",
     "data.test_noise.snrs=[10,0]",
+    "decode.mode=joint",  # the joint beam path (the recipe default is CTC greedy)
     "decode.beam_size=2",
     *SMALL,
 ]
