@@ -194,6 +194,7 @@ BLOCKS: dict[str, tuple[str, Callable[[], str]]] = {
     "asr-wer": ("recipes/asr/README.md", asr_wer),
     "asr-ctc-wer": ("recipes/asr/README.md", asr_ctc_wer),
     "asr-decode-sweep": ("recipes/asr/README.md", asr_decode_sweep),
+    "translation-summary": ("recipes/translation/README.md", translation_summary),
 }
 
 
