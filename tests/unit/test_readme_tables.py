@@ -12,13 +12,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _demo_table():
-    spec = importlib.util.spec_from_file_location(
-        "demo_table", ROOT / "benchmarks" / "demo_table.py"
-    )
+def _script(name: str):
+    """A benchmarks/ script loaded as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _demo_table():
+    return _script("demo_table")
 
 
 def test_readme_demo_table_equals_the_committed_results():
@@ -41,12 +44,7 @@ def test_task_metric_words_from_a_row():
 
 
 def _recipe_tables():
-    spec = importlib.util.spec_from_file_location(
-        "readme_tables", ROOT / "benchmarks" / "readme_tables.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _script("readme_tables")
 
 
 def test_recipe_readme_tables_equal_the_committed_results():
