@@ -63,14 +63,7 @@ def assert_all_grads(model: nn.Module) -> None:
         assert p.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
 
 
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    # tiny tensors: thread hand-offs cost more than the maths, badly so on a busy machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("seed_and_one_thread")
 
 
 # ---------------------------------------------------------------- build_attention_layer

@@ -45,13 +45,7 @@ TOL = {"atol": 1e-5, "rtol": 1e-5}
 OPTIONS = {"relative": {"max_relative_position": 2}}
 
 
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("seed_and_one_thread")
 
 
 def layer(name: str, causal: bool = False, dtype=torch.float32, **extra) -> nn.Module:

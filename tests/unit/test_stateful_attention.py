@@ -28,13 +28,7 @@ B, S, DQ, DK, DV = 3, 7, 5, 6, 4
 LENGTHS = [7, 5, 2]
 
 
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("seed_and_one_thread")
 
 
 def padding(lengths: list[int], total: int) -> torch.Tensor:
