@@ -62,13 +62,6 @@ QUICK_LENGTHS = [1024, 8192]
 PASSES = ("fwd", "fwd_bwd")
 REFERENCES = ("naive", "sdpa", "torch_mha")
 EXTRA = ("scaled_dot_eager",)
-CORE_OPTIONS = {
-    "local": {"window": 256},
-    "linear": {"feature_map": "elu"},
-    "additive": {"hidden_dim": HEAD_DIM},
-}
-# Asymptotic growth of time and memory with the sequence length, for the skip predictor.
-EXPONENT = {"local": 1.0, "linear": 1.0}
 WARM_LEN = 128  # length of the warm-up call each case process makes before measuring
 FIRST_CAP_FACTOR = 4  # first length of a type/pass: skip if est. > 4x the cap (from WARM_LEN)
 FORCE_CAP_FACTOR = 4  # a case a target needs still runs (one call) up to 4x the cap
@@ -115,8 +108,16 @@ def build_module(name: str) -> nn.Module | None:
         module.fast_path = False  # eager maths, weights computed (not returned)
         return module
     options = {"query_dim": HEAD_DIM, "key_dim": HEAD_DIM, "dropout": 0.0}
-    options.update(CORE_OPTIONS.get(name, {}))
+    options.update(attention.capabilities(name).benchmark_options)  # declared at registration
     return attention.build(name, **options)
+
+
+def growth_exponent(name: str) -> float:
+    """Asymptotic growth of time and memory with the sequence length, for the skip
+    predictor: the registered type's ``benchmark_growth``, 2 for the references."""
+    if name in attention.available():
+        return attention.capabilities(name).benchmark_growth
+    return 2.0
 
 
 def takes_embeddings(name: str, module: nn.Module | None) -> bool:
@@ -257,7 +258,7 @@ def run_case(
     small = make_case(name, min(seq_len, WARM_LEN), pass_, device, dtype)
     run_once(small, device)
     if predict and seq_len > WARM_LEN:
-        est_s = run_once(small, device) * (seq_len / WARM_LEN) ** EXPONENT.get(name, 2.0)
+        est_s = run_once(small, device) * (seq_len / WARM_LEN) ** growth_exponent(name)
         cap = FIRST_CAP_FACTOR * mode.max_call_s  # a rough guard: 128 steps say little
         if est_s > cap:
             return {"skip": f"est. {est_s:.3g} s per call (from {WARM_LEN}) > {cap:g} s cap"}
@@ -451,7 +452,7 @@ def skip_reason(name, seq_len, pass_, results, mode: Mode, mem_cap_mib: float):
     if not shorter:
         return None, False
     t0, prev = max(shorter, key=lambda item: item[0])
-    growth = (seq_len / t0) ** EXPONENT.get(name, 2.0)
+    growth = (seq_len / t0) ** growth_exponent(name)
     est_mib = prev["peak_mib"] * growth
     if est_mib > mem_cap_mib:
         cap = mem_cap_mib / 1024
@@ -771,6 +772,18 @@ def targets_md(results: dict, lengths) -> str:
     return "\n".join(out)
 
 
+def options_text(names) -> str:
+    """The benchmark options of the registered types among ``names`` (declared with their
+    capabilities at registration), e.g. ``local window=256; linear feature_map=elu``."""
+    parts = []
+    for name in names:
+        if name in attention.available():
+            options = attention.capabilities(name).benchmark_options
+            if options:
+                parts.append(f"{name} " + " ".join(f"{k}={v}" for k, v in options.items()))
+    return "; ".join(parts) or "defaults"
+
+
 def settings_md(args, mode: Mode, names, probe: dict | None, elapsed: float, load) -> str:
     if args.device == "cuda":
         hw = torch.cuda.get_device_name(0)
@@ -801,7 +814,7 @@ def settings_md(args, mode: Mode, names, probe: dict | None, elapsed: float, loa
         "no mask, non-causal, dropout 0",
         f"- lengths: {', '.join(map(str, args.lengths))}",
         "- types: " + ", ".join(names),
-        "- options: local window=256; linear feature_map=elu; additive hidden_dim=head_dim; "
+        f"- options: {options_text(names)}; "
         "registered cores get (B, H, T, hd) q/k/v (the same shapes `sdpa` and `naive` get); "
         "`multihead` and `torch_mha` (`nn.MultiheadAttention(E, H, batch_first=True)`, "
         "`need_weights=False`) get one (B, T, E) input as query, key and value; "
@@ -941,10 +954,11 @@ def parse_args(argv=None):
     args.lengths = sorted(set(args.lengths))
     all_names = [*attention.available(), *EXTRA, *REFERENCES]
     if args.types is None:
-        # Stateful decoder types (location, coverage) attend one decoder step at a time;
-        # a whole-sequence self-attention timing says nothing about them.
+        # Types that cannot self-attend (the stateful decoder types: location, coverage)
+        # attend one decoder step at a time; a whole-sequence timing says nothing about them.
+        self_attending = attention.types_with(self_attention=True)
         args.types = [n for n in all_names if n not in attention.available()
-                      or not attention.stateful(n)]  # fmt: skip
+                      or n in self_attending]  # fmt: skip
     unknown = [n for n in args.types if n not in all_names]
     if unknown:
         parser.error(f"unknown types {unknown}; choose from {', '.join(all_names)}")

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from toolkit.attention import self_attention_only, stateful
+from toolkit.attention import AdditiveAttention, self_attention_only, stateful
 from toolkit.nn import (
     AttentionGRUDecoder,
     TransformerDecoder,
@@ -138,12 +138,14 @@ class ShowAttendTell(nn.Module):
             )
         if attend not in ("attention", "mean"):
             raise ValueError(f"unknown attend {attend!r}; valid choices: attention, mean")
-        if attend == "mean" and attention != "uniform":
+        mean_type = MeanOverRegions.attention_type  # the type the mean over regions computes
+        if attend == "mean" and attention != mean_type:
             # the run would record `attention` while the decoder only averages the regions
             raise ValueError(
                 f"captioning ShowAttendTell: model.attend=mean averages the regions (the "
-                f"'uniform' type), so attention={attention} would be recorded but never used; "
-                "run the ablation as attention=uniform model.attend=mean (or attention=uniform)"
+                f"{mean_type!r} type), so attention={attention} would be recorded but never "
+                f"used; run the ablation as attention={mean_type} model.attend=mean (or "
+                f"attention={mean_type})"
             )
         self.regions = RegionEncoder(encoder, memory_dim)
         self.decoder = AttentionGRUDecoder(
@@ -154,7 +156,7 @@ class ShowAttendTell(nn.Module):
         step = self.decoder.step_module
         if attend == "mean":
             step.attn = MeanOverRegions()
-        elif attention == "additive":
+        elif type(step.attn.core) is AdditiveAttention:  # its maths, keys projected once
             step.attn = CachedAdditive(step.attn.core)
 
     def encode(self, images: Tensor, boxes=None, box_mask=None):

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from toolkit.attention import self_attention_only, stateful
+from toolkit.attention import capabilities, position_reason, stateful
 from toolkit.nn import AttentionPooling, TransformerEncoder
 from toolkit.nn.positions import build_positions
 
@@ -86,32 +86,23 @@ class _Classifier(nn.Module):
         pooling_only: bool = False,
     ) -> None:
         options = dict(attention_options or {})
-        if attention == "local":
-            if pooling_only:  # the run would record `local` and use something else
-                raise ValueError(
-                    f"attention=local with {type(self).__name__}: this model's only attention "
-                    "of the run's type is its pooling, whose learned query has no position "
-                    "for a local window. "
-                    "Use model=transformer attention=local (local self-attention in the "
-                    "encoder) or another attention type."
-                )
-            # A learned pooling query has no position to centre a window on: pool with
-            # scaled dot-product; `local` shapes the Transformer encoder (metrics.json
-            # `attention_modules` lists both).
-            attention, options = "scaled_dot", {}
-        elif self_attention_only(attention):  # rotary, alibi, relative
+        caps = capabilities(attention)
+        # Types that cannot pool with a learned query (``pooling_query=False``; the stateful
+        # ones were refused before): `local` (no position to centre a window on) and the
+        # self-attention-only types (rotary, alibi, relative).
+        if not caps.pooling_query:
             if pooling_only:  # the run would record the type and use something else
                 raise ValueError(
                     f"attention={attention} with {type(self).__name__}: this model's only "
                     "attention of the run's type is its pooling, whose learned query has no "
-                    f"position in the sentence, and {attention} is self-attention only. Use "
+                    f"position in the sentence, and {position_reason(attention)}. Use "
                     f"model=transformer attention={attention} ({attention} self-attention in "
                     "the encoder) or another attention type."
                 )
-            # Positions of a learned pooling query mean nothing: pool with scaled dot-product;
-            # the type shapes the Transformer encoder's self-attention.
+            # Pool with scaled dot-product; the type shapes the Transformer encoder's
+            # self-attention (metrics.json `attention_modules` lists both).
             attention, options = "scaled_dot", {}
-        if attention == "multihead":
+        if capabilities(attention).layer:
             options.setdefault("num_heads", num_heads)
         else:
             options.pop("num_heads", None)
@@ -200,11 +191,12 @@ class TransformerClassifier(_Classifier):
     """Embedding + positions -> Transformer encoder (self-attention = ``attention``) ->
     attention pooling (same type) -> linear.
 
-    With ``attention="local"`` the pooling uses ``scaled_dot`` instead: a learned pooling
-    query has no position to centre a window on, so the window shapes the encoder only
-    (``attention_modules`` then lists ``local`` and ``scaled_dot``). The same holds for the
-    self-attention-only types ``rotary``, ``alibi`` and ``relative`` (positions inside the
-    encoder's self-attention; the pooling uses ``scaled_dot``).
+    With a type that cannot pool with a learned query (``pooling_query=False`` in its
+    registered capabilities) the pooling uses ``scaled_dot`` instead: for ``local`` a learned
+    pooling query has no position to centre a window on, so the window shapes the encoder
+    only (``attention_modules`` then lists ``local`` and ``scaled_dot``); the same holds for
+    the self-attention-only types ``rotary``, ``alibi`` and ``relative`` (positions inside
+    the encoder's self-attention).
     """
 
     def __init__(

@@ -15,14 +15,10 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from toolkit.attention import self_attention_only, stateful
+from toolkit.attention import capabilities, cross_attention_for, self_attention_only, stateful
 from toolkit.nn import TransformerDecoder, TransformerEncoder, build_positions
 from toolkit.nn.attention_layer import reorder_cache
 from toolkit.nn.rnn import AttentionGRUDecoder, reorder_search_state
-
-# Luong's multiplicative scores suit the dot/general family; everything else is fed the
-# Bahdanau way (previous state as query, context into the cell).
-LUONG = {"dot", "general", "scaled_dot"}
 
 
 class Seq2SeqTransformer(nn.Module):
@@ -79,9 +75,9 @@ class Seq2SeqTransformer(nn.Module):
         )  # fmt: skip
         # `local` is a self-attention pattern: a band over the source makes no sense for
         # cross-attention, so that falls back to multihead unless set explicitly; so do the
-        # self-attention-only types (rotary, alibi, relative), which cross-attention refuses.
-        positional = attention == "local" or self_attention_only(attention)
-        cross = cross_attention or ("multihead" if positional else attention)
+        # self-attention-only types (rotary, alibi, relative), which cross-attention refuses
+        # (the registry's `needs_positions` / `cross_attention` capabilities).
+        cross = cross_attention or cross_attention_for(attention)
         self.decoder = TransformerDecoder(
             decoder_layers, embed_dim, num_heads, self_attention=attention,
             cross_attention=cross, self_attention_options=options,
@@ -170,7 +166,9 @@ class Seq2SeqRNN(nn.Module):
             dropout=dropout if encoder_layers > 1 else 0.0,
         )  # fmt: skip
         self.drop = nn.Dropout(dropout)
-        style = style or ("luong" if attention in LUONG else "bahdanau")
+        # Luong's multiplicative scores (dot/general family) are fed the Luong way; everything
+        # else the Bahdanau way (previous state as query, context into the cell).
+        style = style or capabilities(attention).rnn_style
         options = dict(attention_options or {})
         self.decoder = AttentionGRUDecoder(
             vocab_size, embed_dim, decoder_dim, 2 * hidden_dim, attention=attention,

@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 
 from recipes.asr.data import collate
 from recipes.asr.model import CTCAttentionASR, ctc_attention_loss
-from toolkit.attention import available, stateful
+from toolkit.attention import available, capabilities, stateful
 from toolkit.data.noise import NOISE_TYPES, NoiseMixer
 from toolkit.evaluate import evaluate, load_module
 from toolkit.metrics.asr import error_rates
@@ -129,7 +129,7 @@ def test_fast_run_writes_asr_run_folder(compose_cfg, tmp_path):
 
 @pytest.mark.parametrize("attention", available())
 def test_every_attention_type_in_the_encoder(attention):
-    options = {"window": 4} if attention == "local" else {}
+    options = dict(capabilities(attention).test_model_options)
     if stateful(attention):  # location, coverage: no recurrent decoder in this recipe
         for key, kwargs in (
             ("attention", {"attention": attention}),

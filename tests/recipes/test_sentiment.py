@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from recipes.sentiment.data import SentimentDataModule
-from toolkit.attention import available, self_attention_only, stateful
+from toolkit.attention import available, capabilities
 from toolkit.data.cache import DataError
 from toolkit.evaluate import load_module
 from toolkit.train import train
@@ -33,10 +33,10 @@ def check_run_folder(run: Path, recipe: str, attention: str) -> dict:
 @pytest.mark.parametrize("attention", available())
 def test_fast_run_every_attention_type(attention, compose_cfg, tmp_path):
     cfg = compose_cfg("recipe=sentiment", f"attention={attention}", "debug=fast", *TINY)
-    # the BiGRU's only attention is its pooling: `local`, the self-attention-only types
-    # (rotary, alibi, relative) and the stateful ones (location, coverage: decoder steps) are
-    # refused, not faked
-    if attention == "local" or self_attention_only(attention) or stateful(attention):
+    # the BiGRU's only attention is its pooling: the types that cannot pool with a learned
+    # query (`local`, the self-attention-only types rotary, alibi, relative, and the stateful
+    # ones location, coverage: decoder steps) are refused, not faked
+    if not capabilities(attention).pooling_query:
         with pytest.raises(ValueError, match=f"attention={attention} with RNNClassifier"):
             train(cfg, tmp_path / "run")
         return

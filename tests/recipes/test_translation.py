@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from recipes.translation.model import Seq2SeqRNN, Seq2SeqTransformer
 from recipes.translation.module import TranslationModule
-from toolkit.attention import available, stateful
+from toolkit.attention import available, capabilities, stateful
 from toolkit.data.cache import DataError
 from toolkit.data.catalogs import (
     FORMAT_SPEC,
@@ -128,7 +128,7 @@ def test_transformer_steps_equal_teacher_forcing(attention):
         decoder_layers=2,
         ffn_dim=32,
         attention=attention,
-        attention_options={"window": 3} if attention == "local" else {},
+        attention_options=dict(capabilities(attention).test_model_options),
     )
     model.eval()
     src = torch.randint(4, 50, (3, 7))

@@ -27,10 +27,12 @@ from toolkit.attention import (
     available,
     band_mask,
     build,
+    capabilities,
     capture_attention,
     causal_mask,
     normalize_mask,
     set_fast_path,
+    types_with,
 )
 from toolkit.attention.base import zero_fully_masked
 
@@ -50,28 +52,10 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-# Per-name options; small enough that every chunked/blockwise code path runs at T = 11.
-CORE_OPTIONS: dict[str, dict] = {
-    "additive": {"hidden_dim": 6, "chunk_elements": 48},
-    "local": {"window": 2, "block_size": 3},
-    "linear": {"chunk_size": 4},
-    "relative": {"max_relative_position": 3},  # distances clip at T = 11
-    # stateful (first step when called without a state): additive's chunked paths too
-    "location": {"hidden_dim": 6, "chunk_elements": 48, "channels": 2, "kernel_size": 3},
-    "coverage": {"hidden_dim": 6, "chunk_elements": 48},
-}
-# multihead-local uses block_size | window: local's shifted-slices path (the plain block,
-# with 2 % 3 != 0, runs the unfold path)
-MH_CORE_OPTIONS: dict[str, dict] = {"local": {"window": 2, "block_size": 2}}
-MH_CORES = (
-    "scaled_dot", "dot", "general", "additive", "local", "linear", "uniform",
-    "rotary", "alibi", "relative",
-)  # fmt: skip
-# positions of query and key in one sequence, aligned to the end (like local's band)
-SELF_ONLY = {n for n in available() if attention.self_attention_only(n)}
-# location, coverage: carry a state between decoder steps; called like any block (no state)
-# they attend as a first step does. No fused path (the weights make the next state).
-STATEFUL = {n for n in available() if attention.stateful(n)}
+# Everything type-specific comes from the registry: each type declares its capabilities
+# and its test options (``test_options``: small enough that every chunked/blockwise code
+# path runs at T = 11; ``test_multihead_options`` as a multihead core) where it is
+# registered, so a new type runs through every test here without editing this file.
 
 
 @dataclass(frozen=True)
@@ -84,17 +68,32 @@ class Case:
 
     @property
     def multihead(self) -> bool:
-        return self.name == "multihead"
+        """A multi-head layer around ``core`` (``multihead``)."""
+        return capabilities(self.name).layer
 
     @property
     def base(self) -> str:
         """The name whose maths runs per head."""
         return self.core if self.multihead else self.name
 
+    @property
+    def caps(self) -> attention.Capabilities:
+        """The capabilities of the maths that runs (the core's, for a multihead layer)."""
+        return capabilities(self.base)
 
-CASES = [Case(n) for n in available() if n != "multihead"]
-if "multihead" in available():
-    CASES += [Case("multihead", c) for c in MH_CORES]
+
+def registry_cases() -> list[Case]:
+    """Every registered core alone, and every multihead-capable core in every layer type,
+    from the registry as it is now."""
+    cases = [Case(n) for n in available() if not capabilities(n).layer]
+    return cases + [
+        Case(layer, core)
+        for layer in types_with(layer=True)
+        for core in types_with(multihead_core=True)
+    ]
+
+
+CASES = registry_cases()
 CASE_IDS = [str(c) for c in CASES]
 
 
@@ -102,10 +101,8 @@ def case_dims(case: Case) -> tuple[int, int, int]:
     """``(Dq, Dk, Dv)`` of the inputs: query/key dims differ where the maths allows it."""
     if case.multihead:
         return E, E, E
-    if case.name == "additive" or case.name in STATEFUL:
+    if case.caps.mixed_widths:
         return 5, 7, 3
-    if case.name == "general":
-        return 6, 4, 3
     return 4, 4, 3
 
 
@@ -122,10 +119,10 @@ def make(
     """Build ``case`` with sensible test options (``overrides`` win)."""
     if case.multihead:
         embed = E if dims is None else dims[0]
-        opts = {**CORE_OPTIONS.get(case.core, {}), **MH_CORE_OPTIONS.get(case.core, {})}
+        opts = {**case.caps.test_options, **case.caps.test_multihead_options}
         opts.update(overrides)
         block = build(
-            "multihead",
+            case.name,
             embed_dim=embed,
             num_heads=num_heads,
             core=case.core,
@@ -133,17 +130,12 @@ def make(
             dropout=dropout,
             **opts,
         )
-    elif case.name in (
-        "additive", "general", "dot", "scaled_dot", "local", "linear", "uniform",
-        "rotary", "alibi", "relative", "location", "coverage",
-    ):  # fmt: skip
+    else:
         dq, dk, _ = case_dims(case)
         if dims is not None:
             dq, dk = dims
-        opts = {"query_dim": dq, "key_dim": dk, **CORE_OPTIONS.get(case.name, {}), **overrides}
+        opts = {"query_dim": dq, "key_dim": dk, **case.caps.test_options, **overrides}
         block = build(case.name, causal=causal, dropout=dropout, **opts)
-    else:  # a newly registered name must get a factory entry here
-        raise KeyError(f"no test factory for attention type {case.name!r}")
     return block.to(dtype)
 
 
@@ -202,11 +194,12 @@ def make_mask(kind: str, b: int, tq: int, tk: int) -> torch.Tensor | None:
     raise ValueError(kind)
 
 
-def structure(case: Case, tq: int, tk: int, causal: bool = False) -> torch.Tensor:
-    """``(Tq, Tk)`` keys a query may see before any user mask (the local band, causality)."""
-    if case.base == "local":
-        return band_mask(tq, tk, CORE_OPTIONS["local"]["window"], causal)
-    return causal_mask(tq, tk) if causal else torch.ones(tq, tk, dtype=torch.bool)
+def structure(block: nn.Module, tq: int, tk: int) -> torch.Tensor:
+    """``(Tq, Tk)`` keys a query may see before any user mask: what the block's maths adds to
+    the mask (``local``'s band, causality), ``dense_mask`` of its core without a user mask."""
+    (core,) = cores_of(block)
+    allowed = core.dense_mask(None, tq, tk, None)
+    return torch.ones(tq, tk, dtype=torch.bool) if allowed is None else allowed
 
 
 def eager_of(block: nn.Module, q, k, v, mask=None) -> torch.Tensor:
@@ -250,7 +243,7 @@ def test_shapes_and_weight_rows(case, mask_kind, cross):
     assert w.shape == weights_shape(case, B, tq, T)
     assert torch.isfinite(w).all() and torch.isfinite(out).all()
     assert (w >= 0).all()
-    allowed = structure(case, tq, T).expand(B, tq, T)
+    allowed = structure(block, tq, T).expand(B, tq, T)
     if mask is not None:
         allowed = allowed & normalize_mask(mask, 3, tq, T)
     if case.multihead:
@@ -260,22 +253,21 @@ def test_shapes_and_weight_rows(case, mask_kind, cross):
     assert (w[~allowed.expand_as(w)] == 0).all()
 
 
-def test_core_on_4d_inputs_with_4d_masks():
+@pytest.mark.parametrize("name", [c.name for c in CASES if not c.multihead])
+def test_core_on_4d_inputs_with_4d_masks(name):
     """Cores accept (B, H, T, D) inputs with (B, H|1, Tq|1, Tk) masks."""
-    names = ("scaled_dot", "dot", "local", "linear", "additive", "general")
-    for name in (*names, *SELF_ONLY, *STATEFUL):
-        block = make(Case(name), dims=(4, 4))
-        q, k, v = (torch.randn(B, 3, T, 4) for _ in range(3))
-        for mask in (
-            key_padding([T, 7], T)[:, None, None, :],
-            torch.rand(B, 3, T, T) < 0.7,
-            torch.rand(B, 1, T, T) < 0.7,
-        ):
-            out, _ = block(q, k, v, mask)
-            out_e, w = block(q, k, v, mask, need_weights=True)
-            assert out.shape == (B, 3, T, 4) and w.shape == (B, 3, T, T)
-            assert_close(out, out_e, **TOL)
-            assert (w[~mask.expand_as(w)] == 0).all()
+    block = make(Case(name), dims=(4, 4))
+    q, k, v = (torch.randn(B, 3, T, 4) for _ in range(3))
+    for mask in (
+        key_padding([T, 7], T)[:, None, None, :],
+        torch.rand(B, 3, T, T) < 0.7,
+        torch.rand(B, 1, T, T) < 0.7,
+    ):
+        out, _ = block(q, k, v, mask)
+        out_e, w = block(q, k, v, mask, need_weights=True)
+        assert out.shape == (B, 3, T, 4) and w.shape == (B, 3, T, T)
+        assert_close(out, out_e, **TOL)
+        assert (w[~mask.expand_as(w)] == 0).all()
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -286,8 +278,9 @@ def test_core_on_4d_inputs_with_4d_masks():
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_gradcheck(case, path, variant):
     """float64 gradcheck w.r.t. inputs and parameters (additive: tiny, recomputed chunks)."""
-    # local: longer than block_size + 2 * window (the blockwise path), not a whole number of blocks
-    t = {"local": 8, "multihead": 9}[case.name] if case.base == "local" else 5
+    # declared per type (local: longer than block_size + 2 * window, so the blockwise path
+    # runs, and not a whole number of blocks)
+    t = case.caps.test_gradcheck_length
     b = 2
     dims = (4, 4, 4) if case.multihead else case_dims(case)  # multihead: 2 heads of 2
     block = make(case, causal=variant == "causal", dtype=torch.float64, dims=dims[:2])
@@ -364,9 +357,9 @@ def test_padding_invariance(case, path, causal):
     out, _ = block(q, k, v, key_padding(lengths, T))
     out_p, _ = block(qp, kp, vp, key_padding(lengths, T + pad))
     assert_close(out_p[:, :T], out, atol=1e-5, rtol=1e-5)
-    # keys-only padding (cross-attention); local/causal/positional types align queries to
-    # the end of the keys
-    if case.base != "local" and case.base not in SELF_ONLY and not causal:
+    # keys-only padding (cross-attention); causal types and those that need positions
+    # (local, rotary, ...) align queries to the end of the keys
+    if not case.caps.needs_positions and not causal:
         out_k, _ = block(q, kp, vp, key_padding(lengths, T + pad))
         assert_close(out_k, out, atol=1e-5, rtol=1e-5)
 
@@ -439,10 +432,15 @@ def test_fast_matches_eager(case, causal, mask_kind, cross):
     assert_close(forced, eager, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_fast_path_is_as_declared(case):
+    """A type registered with ``fast_path=True`` has one (every core of the block); one
+    registered without has none, so every call runs its eager maths."""
+    assert [c.has_fast_path() for c in cores_of(make(case))] == [case.caps.fast_path]
+
+
 @pytest.mark.parametrize("length", [8, 11, 13, 20])
-@pytest.mark.parametrize(
-    "case", [c for c in CASES if c.base != "additive" and c.base not in STATEFUL], ids=str
-)
+@pytest.mark.parametrize("case", [c for c in CASES if c.caps.fast_path], ids=str)
 def test_fast_path_really_runs(case, length, monkeypatch):
     """Self-attention with key padding takes the fused/blockwise path, not the eager one."""
     block = make(case)
@@ -751,16 +749,13 @@ def test_linear_rejects_unknown_feature_map():
 
 EXPECTED_NAMES = {
     "additive", "dot", "general", "scaled_dot", "multihead", "local", "linear",
-    "rotary", "alibi", "relative", "location", "coverage",
+    "rotary", "alibi", "relative", "location", "coverage", "uniform",
 }  # fmt: skip
-CONFIG_KWARGS = {  # the sizes a model supplies; the config supplies the rest
-    "additive": {"query_dim": E},
-    "general": {"query_dim": E},
-    "multihead": {"embed_dim": E},
-    "relative": {"query_dim": E},
-    "location": {"query_dim": E},
-    "coverage": {"query_dim": E},
-}
+
+
+def config_kwargs(name: str) -> dict:
+    """The sizes a model supplies; the config supplies the rest."""
+    return {"embed_dim": E} if capabilities(name).layer else {"query_dim": E}
 
 
 def test_registry_lists_the_library():
@@ -791,12 +786,21 @@ def test_every_name_has_a_config(name, conf_dir):
     cfg = OmegaConf.load(path)
     assert cfg.name == name
     assert OmegaConf.is_dict(cfg.options)
-    block = build(cfg.name, **CONFIG_KWARGS.get(name, {}), **cfg.options)
+    block = build(cfg.name, **config_kwargs(name), **cfg.options)
     x = torch.randn(B, 5, E)
     out, w = block(x, x, x, key_padding([5, 3], 5), need_weights=True)
     assert out.shape == (B, 5, E)
     assert torch.isfinite(out).all()
     assert_close(w.sum(-1), torch.ones(w.shape[:-1]), atol=1e-4, rtol=0)
+
+
+def test_every_config_names_a_registered_type(conf_dir):
+    """``conf/attention/<name>.yaml`` <-> registered ``name``, both ways."""
+    files = sorted(p.stem for p in (conf_dir / "attention").glob("*.yaml"))
+    assert len(files) >= len(EXPECTED_NAMES)
+    for stem in files:
+        assert OmegaConf.load(conf_dir / "attention" / f"{stem}.yaml").name == stem
+    assert files == available()
 
 
 def test_config_defaults(conf_dir):
@@ -928,7 +932,7 @@ def test_dropout_train_vs_eval(case):
         assert not torch.allclose(o1, o2), "dropout did nothing in train mode"
         if need:  # returned weights are pre-dropout: rows still sum to 1
             assert_close(w1.sum(-1), torch.ones(w1.shape[:-1]), atol=1e-4, rtol=0)
-            if case.base != "linear":  # linear drops key features, so its weights change
+            if case.caps.test_dropout_keeps_weights:  # linear drops key features instead
                 assert_close(w1, w_eval, **TOL)
 
 
@@ -968,7 +972,7 @@ def test_property_fast_eager_and_masked_keys(case, data):
     else:
         d = data.draw(st.sampled_from([1, 2, 5]), label="D")
         dq = d
-        if case.name in ("general", "additive", *STATEFUL):  # query and key sizes may differ
+        if case.caps.mixed_widths:  # query and key sizes may differ
             dq = data.draw(st.sampled_from([2, 3]), label="Dq")
         block = make(case, causal=causal, dims=(dq, d))
         dims = (dq, d, data.draw(st.sampled_from([1, 3]), label="Dv"))

@@ -13,10 +13,11 @@ from torch.testing import assert_close
 from toolkit.attention import (
     MultiHeadAttention,
     available,
+    capabilities,
     capture_attention,
-    self_attention_only,
+    cross_attention_for,
     set_fast_path,
-    stateful,
+    types_with,
 )
 from toolkit.nn import (
     AttentionGRUDecoder,
@@ -38,18 +39,20 @@ from toolkit.nn import (
 
 # location, coverage: stateful (a state carried from one decoder step to the next), so one
 # query over a memory only: refused by multi-head layers (Transformers) and pooling
-STATEFUL = [n for n in available() if stateful(n)]
-ATTENTION = [n for n in available() if n not in STATEFUL]  # every multi-head layer type
-# rotary, alibi, relative: self-attention only (refused for cross-attention, memories, pooling)
-SELF_ONLY = [n for n in ATTENTION if self_attention_only(n)]
-CROSS_OK = [n for n in ATTENTION if n not in SELF_ONLY]  # Transformer cross-attention, pooling
-MEMORY_OK = CROSS_OK + STATEFUL  # one RNN query over a memory (MemoryAttention)
+STATEFUL = types_with(stateful=True)
+ATTENTION = types_with(self_attention=True)  # every multi-head layer type
+# rotary, alibi, relative are self-attention only: refused for cross-attention, memories and
+# pooling (tests/unit/test_position_attention.py)
+CROSS_OK = types_with(self_attention=True, cross_attention=True)  # Transformer cross-attention
+MEMORY_OK = types_with(cross_attention=True)  # one RNN query over a memory (MemoryAttention)
+POOLING_OK = types_with(pooling_query=True)  # a learned query (AttentionPooling)
 B, T, S, E, H = 3, 12, 9, 32, 4
 
 
 def options(name: str) -> dict:
-    # a small window so the band actually cuts (and the blockwise fast path runs at T=12)
-    return {"window": 2} if name == "local" else {}
+    # declared at registration: e.g. local's small window, so the band actually cuts (and
+    # the blockwise fast path runs at T=12)
+    return dict(capabilities(name).test_model_options)
 
 
 def lengths_mask(lengths: list[int], total: int) -> torch.Tensor:
@@ -221,7 +224,7 @@ def test_decoder_causality(name):
 @pytest.mark.parametrize("name,norm_first", [(n, True) for n in ATTENTION] + [("multihead", False)])
 def test_incremental_decoding_equals_full_forward(name, norm_first):
     # local windows and positional types need the query position, which cross-attention lacks
-    cross = "multihead" if name == "local" or name in SELF_ONLY else name
+    cross = cross_attention_for(name)
     dec = TransformerDecoder(
         2,
         E,
@@ -347,7 +350,7 @@ def test_positions_add_and_offset():
 @pytest.mark.parametrize("style", ["bahdanau", "luong"])
 @pytest.mark.parametrize("name", MEMORY_OK)
 def test_rnn_step_shapes_and_weights(name, style):
-    opts = {"window": 2} if name == "local" else {"num_heads": 2} if name == "multihead" else {}
+    opts = {**options(name), **({"num_heads": 2} if capabilities(name).layer else {})}
     step = AttentionRNNDecoderStep(16, 20, 24, attention=name, style=style, output_dim=18, **opts)
     memory, mask = torch.randn(B, S, 24), lengths_mask([S, 5, 1], S)
     state = step.init_state(memory, mask)
@@ -363,7 +366,7 @@ def test_rnn_step_shapes_and_weights(name, style):
 
 @pytest.mark.parametrize("name", MEMORY_OK)
 def test_rnn_decoder_ignores_padded_memory(name):
-    opts = {"window": 2} if name == "local" else {}
+    opts = options(name)
     dec = AttentionGRUDecoder(11, 8, 16, 12, attention=name, style="luong", **opts).eval()
     memory, mask = torch.randn(B, S, 12), lengths_mask([S, 5, 2], S)
     noisy = torch.where(mask[..., None], memory, torch.randn(B, S, 12) * 5)
@@ -420,7 +423,7 @@ def test_rnn_rejects_bad_names():
 
 
 @pytest.mark.parametrize("num_queries", [1, 3])
-@pytest.mark.parametrize("name", [n for n in CROSS_OK if n != "local"])
+@pytest.mark.parametrize("name", POOLING_OK)
 def test_attention_pooling_ignores_padding(name, num_queries):
     pool = AttentionPooling(E, attention=name, num_queries=num_queries).eval()
     x, mask = torch.randn(B, T, E), lengths_mask([T, 6, 2], T)
@@ -431,8 +434,13 @@ def test_attention_pooling_ignores_padding(name, num_queries):
     assert_close(pooled, pooled2, atol=1e-5, rtol=1e-5)
     assert_close(w.sum(-1), torch.ones(B), atol=1e-4, rtol=0)
     assert (w[~mask] == 0).all()
-    with pytest.raises(ValueError, match="'local'"):
-        AttentionPooling(E, attention="local")
+
+
+@pytest.mark.parametrize("name", [n for n in available() if n not in POOLING_OK])
+def test_attention_pooling_refuses_types_without_a_pooling_query(name):
+    """local, rotary, alibi, relative (need the query's position), location, coverage."""
+    with pytest.raises(ValueError, match=f"pooling.*'{name}'|'{name}'.*pooling"):
+        AttentionPooling(E, attention=name)
 
 
 def test_attention_pooling_classifier_overfits_toy_task():

@@ -30,11 +30,13 @@ from omegaconf import OmegaConf
 from toolkit.attention import (
     AttentionBase,
     available,
+    build,
     built_types,
+    capabilities,
+    cross_attention_for,
     get,
     implemented_type,
-    self_attention_only,
-    stateful,
+    types_with,
 )
 from toolkit.nn.memory_attention import LocalPAttention
 from toolkit.runs import import_object
@@ -50,24 +52,34 @@ def model_names(recipe: str) -> list[str]:
 
 
 CASES = [(r, m, a) for r in RECIPES for m in model_names(r) for a in available()]
+# What decides which combinations build comes from the registry (each type's capabilities):
 # rotary, alibi, relative: positions of query and key in one sequence (self-attention only)
-SELF_ONLY = [a for a in available() if self_attention_only(a)]
+SELF_ONLY = types_with(cross_attention=False)
 # location, coverage: a state carried from one decoder step to the next (recurrent decoders)
-STATEFUL = [a for a in available() if stateful(a)]
+STATEFUL = types_with(stateful=True)
+# local and the self-attention-only types: a learned pooling query has no position for them
+NO_POOLING_QUERY = types_with(pooling_query=False, stateful=False)
+# the decoder's cross-attention does not follow these (local, rotary, ...): multihead instead
+CROSS_FALLBACK = [a for a in types_with(self_attention=True) if cross_attention_for(a) != a]
+# multi-head cores with weights of their own (additive, general, relative), which the
+# pretrained MiniLM does not hold
+OWN_WEIGHTS = [
+    a
+    for a in types_with(multihead_core=True)
+    if any(True for _ in build(a, query_dim=8, key_dim=8).parameters())
+]
 SENTIMENT_CLASSES = {"bigru": "RNNClassifier", "transformer": "TransformerClassifier",
                      "minilm": "MiniLMClassifier"}  # fmt: skip
 
 # Combinations refused on purpose at start-up: message pattern (it names model and type).
 REFUSED = {
-    # the BiGRU's only attention is its pooling, and a learned query has no position
-    ("sentiment", "bigru", "local"): r"attention=local with RNNClassifier",
     # the pretrained MiniLM holds no weights for a core with parameters of its own
-    ("sentiment", "minilm", "additive"): r"MiniLMClassifier: MiniLM with attention=additive",
-    ("sentiment", "minilm", "general"): r"MiniLMClassifier: MiniLM with attention=general",
-    ("sentiment", "minilm", "relative"): r"MiniLMClassifier: MiniLM with attention=relative",
-    # self-attention-only types in a model whose attention is a query over a memory or a
-    # learned pooling query (no position shared with the keys)
-    **{("sentiment", "bigru", a): rf"attention={a} with RNNClassifier" for a in SELF_ONLY},
+    **{("sentiment", "minilm", a): rf"MiniLMClassifier: MiniLM with attention={a}"
+       for a in OWN_WEIGHTS},
+    # the BiGRU's only attention is its pooling, and a learned query has no position
+    **{("sentiment", "bigru", a): rf"attention={a} with RNNClassifier" for a in NO_POOLING_QUERY},
+    # self-attention-only types in a model whose attention is a query over a memory
+    # (no position shared with the keys)
     **{("translation", "rnn", a): rf"Seq2SeqRNN: attention={a}" for a in SELF_ONLY},
     **{("captioning", "lstm", a): rf"ShowAttendTell: attention={a}" for a in SELF_ONLY},
     # stateful types wherever there is no recurrent decoder: classifiers (no decoder steps),
@@ -100,28 +112,24 @@ FIXED: dict[tuple[str, str, str], list[tuple[str, set[str]]]] = {
     ("captioning", "transformer", "*"): [
         (r"model\.decoder\.layers\.\d+\.self_attn\b", STANDARD_MHA)
     ],
-    # Seq2SeqTransformer / recipes/translation/README.md / transformer.yaml: `local` keeps
-    # multihead cross-attention (a band over the source means nothing)
-    ("translation", "transformer", "local"): [
-        (r"model\.decoder\.layers\.\d+\.cross_attn\b", STANDARD_MHA)
-    ],
-    # TransformerClassifier / recipes/sentiment/README.md: a learned pooling query has no
-    # position for a window, so `local` pools with scaled_dot (the encoder is local)
-    ("sentiment", "transformer", "local"): [(r"model\.pool\b", {"scaled_dot"})],
 }
+for _a in CROSS_FALLBACK:
+    # Seq2SeqTransformer / recipes/translation/README.md / transformer.yaml: `local` keeps
+    # multihead cross-attention (a band over the source means nothing), and so do the
+    # self-attention-only types
+    FIXED[("translation", "transformer", _a)] = [
+        (r"model\.decoder\.layers\.\d+\.cross_attn\b", STANDARD_MHA)
+    ]
+for _a in NO_POOLING_QUERY:
+    # TransformerClassifier / recipes/sentiment/README.md: a learned pooling query has no
+    # position (for a window, for rotary...), so the pooling is scaled_dot; the encoder
+    # follows the type
+    FIXED[("sentiment", "transformer", _a)] = [(r"model\.pool\b", {"scaled_dot"})]
 for _a in SELF_ONLY:
-    FIXED.update({
-        # Seq2SeqTransformer: cross-attention falls back to multihead, as for `local`
-        ("translation", "transformer", _a): [
-            (r"model\.decoder\.layers\.\d+\.cross_attn\b", STANDARD_MHA)
-        ],
-        # CaptionTransformer: the type is the causal self-attention; cross-attention multihead
-        ("captioning", "transformer", _a): [
-            (r"model\.decoder\.layers\.\d+\.cross_attn\b", STANDARD_MHA)
-        ],
-        # TransformerClassifier: the encoder follows the type, the pooling is scaled_dot
-        ("sentiment", "transformer", _a): [(r"model\.pool\b", {"scaled_dot"})],
-    })  # fmt: skip
+    # CaptionTransformer: the type is the causal self-attention; cross-attention multihead
+    FIXED[("captioning", "transformer", _a)] = [
+        (r"model\.decoder\.layers\.\d+\.cross_attn\b", STANDARD_MHA)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +236,13 @@ def test_every_recipe_offers_its_models():
     for a in STATEFUL:
         built = {(r, m) for r, m, x in CASES if x == a and (r, m, x) not in REFUSED}
         assert built == {("translation", "rnn"), ("captioning", "lstm")}, (a, built)
-    assert set(STATEFUL) == {"location", "coverage"}
+    assert set(STATEFUL) >= {"location", "coverage"}
+    # what the lists above are derived from, for the types the recipes' READMEs name
+    assert set(SELF_ONLY) >= {"rotary", "alibi", "relative"}
+    assert set(NO_POOLING_QUERY) >= {"local", *SELF_ONLY}
+    assert set(CROSS_FALLBACK) >= {"local", *SELF_ONLY}
+    assert set(OWN_WEIGHTS) >= {"additive", "general", "relative"}
+    assert not set(OWN_WEIGHTS) & {"scaled_dot", "local", "linear", "rotary", "alibi"}
 
 
 # Settings that change which modules follow `attention` (not in the model configs' defaults).
@@ -242,7 +256,7 @@ SETTINGS = [
         "sentiment",
         "minilm",
         ["model.self_attention=multihead", "model.pooling=attention"],
-        set(available()) - {"local"},
+        {a for a in available() if capabilities(a).pooling_query},
         r"attention=local with MiniLMClassifier",
     ),
 ]

@@ -1,11 +1,17 @@
 """The attention block library: one interface, one registry.
 
+Every module of this package is imported here, so a type registered in a new module
+(``@register(name, Capabilities(...))``) is available without editing this file.
+
 >>> from toolkit import attention
 >>> attention.available()  # doctest: +NORMALIZE_WHITESPACE
 ['additive', 'alibi', 'coverage', 'dot', 'general', 'linear', 'local', 'location',
  'multihead', 'relative', 'rotary', 'scaled_dot', 'uniform']
 >>> block = attention.build("additive", query_dim=32, key_dim=48)
 """
+
+import importlib
+import pkgutil
 
 from .additive import AdditiveAttention
 from .base import (
@@ -20,7 +26,7 @@ from .base import (
 )
 from .dot import DotAttention, GeneralAttention, ScaledDotAttention
 from .linear import LinearAttention
-from .local import LocalAttention, band_mask
+from .local import LocalAttention, LocalPAttention, band_mask
 from .location_coverage import (
     CoverageAttention,
     LocationAttention,
@@ -38,16 +44,33 @@ from .positional import (
     query_key_positions,
 )
 from .registry import (
+    Capabilities,
     available,
     build,
     built_types,
+    capabilities,
+    cross_attention_for,
     get,
     implemented_type,
+    position_reason,
     register,
     self_attention_only,
     stateful,
+    types_with,
+    unregister,
 )
 from .uniform import UniformAttention
+
+
+def _import_modules() -> None:
+    """Import every module of the package (``__path__``): each registers the types it
+    defines, so a new type needs no import here."""
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_modules()
 
 
 def set_fast_path(model, enabled: bool) -> None:
@@ -62,11 +85,13 @@ __all__ = [
     "AdditiveAttention",
     "AttentionBase",
     "AttentionCapture",
+    "Capabilities",
     "CoverageAttention",
     "DotAttention",
     "GeneralAttention",
     "LinearAttention",
     "LocalAttention",
+    "LocalPAttention",
     "LocationAttention",
     "MultiHeadAttention",
     "RelativeAttention",
@@ -81,18 +106,23 @@ __all__ = [
     "band_mask",
     "build",
     "built_types",
+    "capabilities",
     "capture_attention",
     "capturing",
     "causal_mask",
     "coverage_loss",
+    "cross_attention_for",
     "get",
     "implemented_type",
     "masked_softmax",
     "normalize_mask",
     "padding_mask",
+    "position_reason",
     "query_key_positions",
     "register",
     "self_attention_only",
     "set_fast_path",
     "stateful",
+    "types_with",
+    "unregister",
 ]

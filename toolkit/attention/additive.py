@@ -7,7 +7,7 @@ import torch.nn as nn
 from torch.autograd.function import once_differentiable
 
 from .base import AttentionBase, Tensor, masked_softmax
-from .registry import register
+from .registry import Capabilities, register
 
 
 def _fill_scores(fn, qp: Tensor, kp: Tensor, v: Tensor, step: int, kstep: int) -> Tensor:
@@ -70,7 +70,15 @@ class _ChunkedScores(torch.autograd.Function):
         return gq, gk, gv, None, None, None
 
 
-@register("additive")
+@register(
+    "additive",
+    Capabilities(
+        mixed_widths=True,
+        fast_path=False,  # chunked eager scores; no fused kernel for tanh(W q + U k)
+        test_options={"hidden_dim": 6, "chunk_elements": 48},  # query and key chunks run
+        benchmark_options={"hidden_dim": 64},
+    ),
+)
 class AdditiveAttention(AttentionBase):
     """Additive attention (Bahdanau et al. 2015); query and key dims may differ.
 

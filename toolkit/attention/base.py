@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .registry import Capabilities
+
 Tensor = torch.Tensor
 
 _CAPTURE: contextvars.ContextVar[AttentionCapture | None] = contextvars.ContextVar(
@@ -149,12 +151,9 @@ class AttentionBase(nn.Module):
     """
 
     registry_name = "base"
-    # True for cores that score a query and a key by their positions in one sequence
-    # (``rotary``, ``alibi``, ``relative``): self-attention only (``self_attention_only``).
-    self_attention_only = False
-    # True for types that carry a state from one decoder step to the next (``location``,
-    # ``coverage``; ``toolkit.attention.location_coverage``): one query step over a memory.
-    stateful = False
+    # What the type can do: ``register(name, Capabilities(...))`` sets both attributes on the
+    # registered class; the registry answers by name (``toolkit.attention.capabilities``).
+    capabilities = Capabilities()
 
     def __init__(self, dropout: float = 0.0, causal: bool = False) -> None:
         super().__init__()

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import AttentionBase, Tensor, masked_softmax, zero_fully_masked
-from .registry import register
+from .registry import Capabilities, register
 
 
 class _DotProduct(AttentionBase):
@@ -62,12 +62,12 @@ class _DotProduct(AttentionBase):
         return zero_fully_masked(out, mask)
 
 
-@register("dot")
+@register("dot", Capabilities(rnn_style="luong"))
 class DotAttention(_DotProduct):
     """Luong dot attention, ``score = qᵀk`` (no scaling)."""
 
 
-@register("scaled_dot")
+@register("scaled_dot", Capabilities(rnn_style="luong"))
 class ScaledDotAttention(_DotProduct):
     """Scaled dot-product attention, ``score = qᵀk / √d`` (Vaswani et al. 2017)."""
 
@@ -75,7 +75,7 @@ class ScaledDotAttention(_DotProduct):
         return 1.0 / math.sqrt(dim) if self.scale is None else self.scale
 
 
-@register("general")
+@register("general", Capabilities(mixed_widths=True, rnn_style="luong"))
 class GeneralAttention(_DotProduct):
     """Luong general (bilinear) attention, ``score = qᵀ W k``; query and key dims may differ."""
 

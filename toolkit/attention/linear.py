@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import AttentionBase, Tensor
-from .registry import register
+from .registry import Capabilities, register
 
 FEATURE_MAPS = {
     "elu": lambda x: F.elu(x) + 1.0,
@@ -15,7 +15,15 @@ FEATURE_MAPS = {
 }
 
 
-@register("linear")
+@register(
+    "linear",
+    Capabilities(
+        test_options={"chunk_size": 4},  # the causal path carries sums across chunks
+        test_dropout_keeps_weights=False,  # dropout zeroes key features, not weights
+        benchmark_options={"feature_map": "elu"},
+        benchmark_growth=1.0,
+    ),
+)
 class LinearAttention(AttentionBase):
     """``out_i = Σ_j φ(q_i)·φ(k_j) v_j / Σ_j φ(q_i)·φ(k_j)`` with a positive feature map φ.
 

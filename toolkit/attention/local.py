@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from .base import AttentionBase, Tensor, masked_softmax
-from .registry import register
+from .registry import Capabilities, register
 
 
 def band_mask(tq: int, tk: int, window: int, causal: bool, device=None) -> Tensor:
@@ -23,7 +24,83 @@ def band_mask(tq: int, tk: int, window: int, causal: bool, device=None) -> Tenso
     return (j >= i - window) & (j <= upper)
 
 
-@register("local")
+class LocalPAttention(nn.Module):
+    """Luong et al. (2015) local-p attention for a single query over a memory.
+
+    The registered ``local`` core anchors its window at the query's own position, which a
+    decoder step over a memory of another length does not have. Local-p predicts the centre
+    instead: ``p = (L - 1) · sigmoid(v_pᵀ tanh(W_p h))`` for a memory of real length ``L``,
+    scores the keys within ``window`` of ``round(p)`` by scaled dot product and multiplies
+    the weights by ``exp(-(s - p)² / 2σ²)``, ``σ = window / 2``. Unlike the paper the
+    weights are renormalised to sum to one.
+
+    It is the single-query form of the registered ``local`` type (a window of keys around
+    one position): ``local`` declares it as its ``single_query_form``, which
+    ``toolkit.nn.MemoryAttention`` builds, and ``built_types`` counts it as ``local``
+    (``attention_type``).
+
+    Args:
+        query_dim: query size; keys must have the same size.
+        window: half-width ``D`` of the window.
+        dropout: dropout on the weights.
+        scale: score scale (default ``1/√d``).
+    """
+
+    # The registered type this block implements (read by ``toolkit.attention.built_types``
+    # from this class's own body only: a subclass must declare its own).
+    attention_type = "local"
+
+    def __init__(
+        self, query_dim: int, window: int = 8, dropout: float = 0.0, scale: float | None = None
+    ) -> None:
+        super().__init__()
+        self.window = int(window)
+        self.dropout = dropout
+        self.scale = query_dim**-0.5 if scale is None else scale
+        self.w_p = nn.Linear(query_dim, query_dim, bias=False)
+        self.v_p = nn.Linear(query_dim, 1, bias=False)
+
+    def forward(
+        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``query (B, 1, D)``, ``key (B, S, D)``, ``value (B, S, Dv)``, ``mask (B, S)``
+        -> ``output (B, 1, Dv)``, ``weights (B, 1, S)``."""
+        s = key.shape[1]
+        if mask is None:
+            lengths = torch.full((key.shape[0],), s, device=key.device)
+        else:
+            lengths = mask.sum(dim=-1)
+        lengths = lengths.clamp_min(1).to(query.dtype)[:, None, None]  # (B, 1, 1)
+        centre = (lengths - 1) * torch.sigmoid(self.v_p(torch.tanh(self.w_p(query))))  # (B,1,1)
+        pos = torch.arange(s, device=key.device, dtype=query.dtype)  # (S,)
+        allowed = (pos - centre.round()).abs() <= self.window  # (B, 1, S)
+        if mask is not None:
+            allowed = allowed & mask[:, None, :]
+        scores = torch.matmul(query, key.transpose(1, 2)) * self.scale  # (B, 1, S)
+        weights = masked_softmax(scores, allowed)
+        sigma = max(self.window, 1) / 2.0
+        weights = weights * torch.exp(-((pos - centre) ** 2) / (2 * sigma**2))
+        weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+        dropped = F.dropout(weights, self.dropout, self.training) if self.dropout else weights
+        return torch.matmul(dropped, value), weights
+
+
+@register(
+    "local",
+    Capabilities(
+        needs_positions=True,  # the window is centred on the query's own position
+        pooling_query=False,
+        single_query_form=LocalPAttention,  # one decoder query: a predicted centre
+        test_options={"window": 2, "block_size": 3},  # the blockwise path runs at 11 steps
+        # as a multihead core: block_size divides window (the shifted-slices path)
+        test_multihead_options={"window": 2, "block_size": 2},
+        test_model_options={"window": 2},  # a band that cuts a dozen steps
+        # longer than block_size + 2 * window, and no whole number of blocks (3 or 2)
+        test_gradcheck_length=11,
+        benchmark_options={"window": 256},
+        benchmark_growth=1.0,
+    ),
+)
 class LocalAttention(AttentionBase):
     """Scaled dot-product attention restricted to a window of ``window`` keys on each side.
 

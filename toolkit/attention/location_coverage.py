@@ -12,8 +12,8 @@ computed from an attention *state* that a decoder carries from one step to the n
   The state is ``c``; before the first step it is zero. See et al.'s coverage loss
   ``Σ_j min(α_tj, c_tj)`` is :func:`coverage_loss`.
 
-The stateful protocol (what a type with ``stateful = True`` provides; the registry reads
-the flag with ``toolkit.attention.stateful(name)``):
+The stateful protocol (what a type registered with ``Capabilities(stateful=True)`` provides;
+code asks the registry with ``toolkit.attention.stateful(name)``):
 
 * ``init_state(key, mask=None) -> state (*, Tk)``: the state before the first step.
 * ``precompute(key) -> dict``: per-memory work reused at every step (the key projection).
@@ -37,13 +37,25 @@ refuse these types; recurrent decoders (``toolkit.nn.MemoryAttention``) use them
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .additive import AdditiveAttention
 from .base import _CAPTURE, Tensor, masked_softmax, normalize_mask
-from .registry import register
+from .registry import Capabilities, register
+
+# One decoder step at a time over a memory (recurrent decoders only); scores like additive.
+STATEFUL = Capabilities(
+    self_attention=False,
+    pooling_query=False,
+    stateful=True,
+    mixed_widths=True,
+    fast_path=False,  # the weights are always needed (they make the next state)
+    test_options={"hidden_dim": 6, "chunk_elements": 48},  # additive's chunked paths too
+)
 
 
 class StatefulAdditiveAttention(AdditiveAttention):
@@ -52,8 +64,6 @@ class StatefulAdditiveAttention(AdditiveAttention):
 
     Subclasses implement ``init_state``, ``next_state`` and ``features``.
     """
-
-    stateful = True
 
     def init_state(self, key: Tensor, mask: Tensor | None = None) -> Tensor:
         """The state before the first step, ``(*, Tk)`` for ``key (*, Tk, Dk)`` and a key
@@ -149,7 +159,13 @@ class StatefulAdditiveAttention(AdditiveAttention):
         return out, weights, self.next_state(state, weights)
 
 
-@register("location")
+@register(
+    "location",
+    dataclasses.replace(
+        STATEFUL,
+        test_options={"hidden_dim": 6, "chunk_elements": 48, "channels": 2, "kernel_size": 3},
+    ),
+)
 class LocationAttention(StatefulAdditiveAttention):
     """Location-aware attention (Chorowski et al. 2015): additive scores plus ``U f_j``,
     ``f = F * α_{t-1}`` (``channels`` filters of width ``kernel_size`` over the previous
@@ -205,7 +221,7 @@ class LocationAttention(StatefulAdditiveAttention):
         return f"{super().extra_repr()}, channels={self.channels}, kernel_size={self.kernel_size}"
 
 
-@register("coverage")
+@register("coverage", STATEFUL)
 class CoverageAttention(StatefulAdditiveAttention):
     """Coverage attention (Tu et al. 2016; See et al. 2017): additive scores plus
     ``w_c c_j``, the coverage ``c_j = Σ_{t'<t} α_{t'j}`` (the running sum of past weights).

@@ -8,10 +8,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import AttentionBase, Tensor, normalize_mask
-from .registry import build, register, stateful
+from .registry import Capabilities, build, capabilities, register, stateful
 
 
-@register("multihead")
+@register("multihead", Capabilities(layer=True))
 class MultiHeadAttention(nn.Module):
     """Multi-head attention (Vaswani et al. 2017) whose per-head maths is a registered core.
 
@@ -49,8 +49,8 @@ class MultiHeadAttention(nn.Module):
         super().__init__()
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
-        if core == "multihead":
-            raise ValueError("multihead cannot be its own core")
+        if capabilities(core).layer:
+            raise ValueError(f"{core} cannot be a core: it is a multi-head layer itself")
         if stateful(core):
             raise ValueError(
                 f"attention {core!r} is stateful: each decoder step attends with the previous "

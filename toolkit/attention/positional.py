@@ -31,8 +31,9 @@ pass. The cache holds the keys unrotated: the core rotates all of them at every 
 elementwise pass over the keys, small next to the attention over them), so the cache format,
 ``reorder_cache`` and beam search are unchanged.
 
-The types are ``self_attention_only``: a query and a key are scored by their positions in
-one sequence. A decoder step over an encoder memory, one RNN query over a memory or a
+The types are self-attention only (registered with ``cross_attention=False``,
+``needs_positions=True``): a query and a key are scored by their positions in one
+sequence. A decoder step over an encoder memory, one RNN query over a memory or a
 learned pooling query has no such shared position, so ``TransformerDecoderLayer`` (cross
 attention), ``MemoryAttention`` and ``AttentionPooling`` refuse them with a clear error and
 the model builders fall back to ``multihead`` for cross-attention, as they do for ``local``.
@@ -46,13 +47,19 @@ Queries that may see nothing output 0, as everywhere in the library. Attention c
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import Tensor, masked_softmax, zero_fully_masked
 from .dot import ScaledDotAttention
-from .registry import register
+from .registry import Capabilities, register
+
+# Positions of query and key in one sequence: self-attention only (no cross-attention, no
+# query over a memory, no learned pooling query).
+SELF_ONLY = Capabilities(cross_attention=False, pooling_query=False, needs_positions=True)
 
 
 def query_key_positions(tq: int, tk: int, device=None) -> tuple[Tensor, Tensor]:
@@ -99,7 +106,7 @@ def apply_rotary(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
     return out if rotated == d else torch.cat([out, x[..., rotated:]], dim=-1)
 
 
-@register("rotary")
+@register("rotary", SELF_ONLY)
 class RotaryAttention(ScaledDotAttention):
     """Scaled dot-product attention over rotary-embedded queries and keys (Su et al. 2021).
 
@@ -114,8 +121,6 @@ class RotaryAttention(ScaledDotAttention):
         scale: score scale (default ``1/√d``).
         base: wavelength base of the rotation frequencies (10000 in the paper).
     """
-
-    self_attention_only = True
 
     def __init__(
         self,
@@ -157,8 +162,6 @@ class _BiasedScaledDot(ScaledDotAttention):
     The fused path hands SDPA the bias as a float ``attn_mask`` holding ``-inf`` wherever the
     (user, causal) boolean mask hides a key.
     """
-
-    self_attention_only = True
 
     def position_bias(self, query: Tensor, key: Tensor) -> Tensor:
         """The additive score bias, broadcastable to ``(*, Tq, Tk)``."""
@@ -211,7 +214,7 @@ def alibi_bias(
     return -alibi_slopes(num_heads, device, dtype)[:, None, None] * distance
 
 
-@register("alibi")
+@register("alibi", SELF_ONLY)
 class ALiBiAttention(_BiasedScaledDot):
     """Scaled dot-product attention with linear distance biases (Press et al. 2022).
 
@@ -233,7 +236,10 @@ class ALiBiAttention(_BiasedScaledDot):
         return bias if query.dim() >= 4 else bias[0]  # (H, Tq, Tk) | (Tq, Tk)
 
 
-@register("relative")
+@register(
+    "relative",
+    dataclasses.replace(SELF_ONLY, test_options={"max_relative_position": 3}),  # clips at 11
+)
 class RelativeAttention(_BiasedScaledDot):
     """Self-attention with learned relative position keys (Shaw et al. 2018).
 

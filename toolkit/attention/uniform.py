@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 
 from .base import AttentionBase, masked_softmax
-from .registry import register
+from .registry import Capabilities, register
 
 
-@register("uniform")
+@register("uniform", Capabilities())
 class UniformAttention(AttentionBase):
     """Mean of the visible values: ``weights = mask / mask.sum(-1)`` (causal and padding
     masks respected; a fully masked row gives zeros). Has no parameters; ``query_dim`` and

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolkit.attention import self_attention_only
+from toolkit.attention import cross_attention_for
 
 from .transformer import TransformerDecoder, TransformerEncoder
 
@@ -108,18 +108,17 @@ def encoder_from_config(cfg: TransformerConfig | Mapping[str, Any]) -> Transform
 def decoder_from_config(cfg: TransformerConfig | Mapping[str, Any]) -> TransformerDecoder:
     """Build a ``TransformerDecoder``; cross-attention defaults to the self-attention type.
 
-    Except ``local``: its window is anchored at the query's own position, which has no
-    counterpart in a memory of another length, so a ``local`` decoder attends over the
-    memory with standard ``multihead`` unless ``cross_attention`` says otherwise. The same
-    holds for the self-attention-only types (``rotary``, ``alibi``, ``relative``:
-    ``toolkit.attention.self_attention_only``), which cannot be the cross-attention at all.
+    Except a type that needs the query's position (``needs_positions``): ``local``'s window
+    is anchored at the query's own position, which has no counterpart in a memory of another
+    length, so such a decoder attends over the memory with standard ``multihead`` unless
+    ``cross_attention`` says otherwise. The self-attention-only types among them
+    (``rotary``, ``alibi``, ``relative``: ``cross_attention=False``) cannot be the
+    cross-attention at all.
     ``cross_attention_options`` default to ``attention_options`` only when the cross type is
     the same as the self type (options of one core rarely fit another).
     """
     c = _as_config(cfg)
-    cross = c.cross_attention or (
-        "multihead" if c.attention == "local" or self_attention_only(c.attention) else c.attention
-    )
+    cross = c.cross_attention or cross_attention_for(c.attention)
     cross_options = c.cross_attention_options
     if cross_options is None:
         cross_options = c.attention_options if cross == c.attention else {}

@@ -17,104 +17,54 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from toolkit.attention import build, get, masked_softmax, self_attention_only, stateful
+from toolkit.attention import (
+    LocalPAttention,
+    build,
+    capabilities,
+    get,
+    position_reason,
+    self_attention_only,
+)
 
 from .attention_layer import build_attention_layer, cached_attention, project_key_value
 
 Tensor = torch.Tensor
 
-# Cores whose scores accept query_dim != key_dim; other cores get memory keys projected.
-MIXED_DIM_CORES = frozenset({"additive", "general", "location", "coverage"})
+__all__ = ["AttentionPooling", "LocalPAttention", "MemoryAttention"]
 
 
 def _refuse_self_attention_only(attention: str, options: dict[str, Any], why: str) -> None:
     """``ValueError`` for a self-attention-only type (also as a ``multihead`` core)."""
-    core = options.get("core", "scaled_dot") if attention == "multihead" else attention
+    core = options.get("core", "scaled_dot") if capabilities(attention).layer else attention
     if self_attention_only(core):
         raise ValueError(
-            f"attention {core!r} is self-attention only (it scores a query and a key by their "
-            f"positions in one sequence), and {why}; use e.g. 'scaled_dot', 'additive' or "
-            "'multihead' here"
+            f"attention {position_reason(core)}, and {why}; use e.g. 'scaled_dot', "
+            "'additive' or 'multihead' here"
         )
-
-
-class LocalPAttention(nn.Module):
-    """Luong et al. (2015) local-p attention for a single query over a memory.
-
-    The registered ``local`` core anchors its window at the query's own position, which a
-    decoder step over a memory of another length does not have. Local-p predicts the centre
-    instead: ``p = (L - 1) · sigmoid(v_pᵀ tanh(W_p h))`` for a memory of real length ``L``,
-    scores the keys within ``window`` of ``round(p)`` by scaled dot product and multiplies
-    the weights by ``exp(-(s - p)² / 2σ²)``, ``σ = window / 2``. Unlike the paper the
-    weights are renormalised to sum to one.
-
-    It is the single-query form of the registered ``local`` type (a window of keys around
-    one position), so ``built_types`` counts it as ``local`` (``attention_type``).
-
-    Args:
-        query_dim: query size; keys must have the same size.
-        window: half-width ``D`` of the window.
-        dropout: dropout on the weights.
-        scale: score scale (default ``1/√d``).
-    """
-
-    # The registered type this block implements (read by ``toolkit.attention.built_types``
-    # from this class's own body only: a subclass must declare its own).
-    attention_type = "local"
-
-    def __init__(
-        self, query_dim: int, window: int = 8, dropout: float = 0.0, scale: float | None = None
-    ) -> None:
-        super().__init__()
-        self.window = int(window)
-        self.dropout = dropout
-        self.scale = query_dim**-0.5 if scale is None else scale
-        self.w_p = nn.Linear(query_dim, query_dim, bias=False)
-        self.v_p = nn.Linear(query_dim, 1, bias=False)
-
-    def forward(
-        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """``query (B, 1, D)``, ``key (B, S, D)``, ``value (B, S, Dv)``, ``mask (B, S)``
-        -> ``output (B, 1, Dv)``, ``weights (B, 1, S)``."""
-        s = key.shape[1]
-        if mask is None:
-            lengths = torch.full((key.shape[0],), s, device=key.device)
-        else:
-            lengths = mask.sum(dim=-1)
-        lengths = lengths.clamp_min(1).to(query.dtype)[:, None, None]  # (B, 1, 1)
-        centre = (lengths - 1) * torch.sigmoid(self.v_p(torch.tanh(self.w_p(query))))  # (B,1,1)
-        pos = torch.arange(s, device=key.device, dtype=query.dtype)  # (S,)
-        allowed = (pos - centre.round()).abs() <= self.window  # (B, 1, S)
-        if mask is not None:
-            allowed = allowed & mask[:, None, :]
-        scores = torch.matmul(query, key.transpose(1, 2)) * self.scale  # (B, 1, S)
-        weights = masked_softmax(scores, allowed)
-        sigma = max(self.window, 1) / 2.0
-        weights = weights * torch.exp(-((pos - centre) ** 2) / (2 * sigma**2))
-        weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-12)
-        dropped = F.dropout(weights, self.dropout, self.training) if self.dropout else weights
-        return torch.matmul(dropped, value), weights
 
 
 class MemoryAttention(nn.Module):
     """One query vector attends over a memory with any registered attention type.
 
-    * ``additive``/``general``: built with ``query_dim`` and ``key_dim = memory_dim``.
-    * ``multihead``: MHA with ``kdim = vdim = memory_dim`` (``num_heads`` option, default
-      1); the context has size ``query_dim`` and weights are averaged over heads.
-    * ``local``: Luong local-p (``LocalPAttention``, counted as ``local`` by
-      ``toolkit.attention.built_types``), window centred on a predicted position.
+    What each type needs is read from its registered ``Capabilities``:
+
+    * ``mixed_widths`` cores (``additive``, ``general``, ...): built with ``query_dim`` and
+      ``key_dim = memory_dim``.
+    * ``multihead`` (the ``layer``): MHA with ``kdim = vdim = memory_dim`` (``num_heads``
+      option, default 1); the context has size ``query_dim`` and weights are averaged over
+      heads.
+    * a type with a ``single_query_form`` (``local``: Luong local-p, ``LocalPAttention``,
+      counted as ``local`` by ``toolkit.attention.built_types``, window centred on a
+      predicted position): that form, over memory keys projected to ``query_dim``.
     * any other core (``dot``, ``scaled_dot``, ``linear``, ...): memory keys are projected to
       ``query_dim`` when the sizes differ; values stay the raw memory.
-    * self-attention-only types (``rotary``, ``alibi``, ``relative``) are refused: one query
-      has no position in the memory (``ValueError``).
-    * stateful types (``location``, ``coverage``; ``stateful`` is then True): built like
-      ``additive``; ``init_state`` gives the state before the first step and ``step`` the
-      context, the weights and the next state. ``forward`` attends with a given state (or
-      the initial one) and returns no state.
+    * self-attention-only types (``cross_attention=False``: ``rotary``, ``alibi``,
+      ``relative``) are refused: one query has no position in the memory (``ValueError``).
+    * ``stateful`` types (``location``, ``coverage``; ``stateful`` is then True): built like
+      the other cores; ``init_state`` gives the state before the first step and ``step``
+      the context, the weights and the next state. ``forward`` attends with a given state
+      (or the initial one) and returns no state.
 
     Args:
         attention: registered attention name.
@@ -132,29 +82,32 @@ class MemoryAttention(nn.Module):
             "one query over a memory (an RNN decoder step) has no position in that memory",
         )
         self.attention = attention
+        caps = capabilities(attention)
         # multihead refuses a stateful core itself (MultiHeadAttention), with a message
-        self.stateful = stateful(attention)
+        self.stateful = caps.stateful
+        self.layer = caps.layer
+        self.single_query = caps.single_query_form is not None
         self.key_proj: nn.Module | None = None
         self.context_dim = memory_dim
-        if attention == "multihead":
+        if self.layer:
             num_heads = options.pop("num_heads", 1)
             self.core = build_attention_layer(
-                "multihead", query_dim, num_heads, kdim=memory_dim, vdim=memory_dim, **options
+                attention, query_dim, num_heads, kdim=memory_dim, vdim=memory_dim, **options
             )
             self.context_dim = query_dim
-        elif attention == "local":
+        elif self.single_query:
             self.key_proj = nn.Linear(memory_dim, query_dim, bias=False)
-            self.core = LocalPAttention(query_dim, **options)
+            self.core = caps.single_query_form(query_dim, **options)
         else:
             key_dim = memory_dim
-            if attention not in MIXED_DIM_CORES and memory_dim != query_dim:
+            if not caps.mixed_widths and memory_dim != query_dim:
                 self.key_proj = nn.Linear(memory_dim, query_dim, bias=False)
                 key_dim = query_dim
             self.core = build(attention, query_dim=query_dim, key_dim=key_dim, **options)
 
     def precompute(self, memory: Tensor) -> dict[str, Tensor]:
         """Per-sequence work done once before decoding: projected memory keys (and values)."""
-        if self.attention == "multihead":
+        if self.layer:
             k, v = project_key_value(self.core, memory, memory)  # (B, S, E) each
             b, s, _ = k.shape
             h = self.core.num_heads
@@ -222,12 +175,12 @@ class MemoryAttention(nn.Module):
             out, weights = self.core(
                 q, cache["key"], memory, mask, need_weights=True, state=state, cache=cache["core"]
             )
-        elif self.attention == "multihead":
+        elif self.layer:
             out, weights = cached_attention(
                 self.core, q, memory, memory, dict(cache), mask, need_weights=True, static=True
             )
             weights = weights.mean(dim=1)  # (B, H, 1, S) -> (B, 1, S)
-        elif self.attention == "local":
+        elif self.single_query:
             out, weights = self.core(q, cache["key"], memory, mask)
         else:
             out, weights = self.core(q, cache["key"], memory, mask, need_weights=True)
@@ -238,9 +191,10 @@ class AttentionPooling(nn.Module):
     """Learned queries attend over token states ``(B, T, D)`` to pool them to ``(B, D)``.
 
     With ``num_queries > 1`` (Lin et al. 2017) the ``Q`` pooled vectors are concatenated and
-    projected back to ``D``. ``local`` is refused: a learned query has no position to anchor
-    a window at; so are the self-attention-only types (``rotary``, ``alibi``, ``relative``)
-    and the stateful ones (``location``, ``coverage``: pooling is one pass, no steps).
+    projected back to ``D``. Types registered with ``pooling_query=False`` are refused:
+    ``local`` (a learned query has no position to anchor a window at), the
+    self-attention-only types (``rotary``, ``alibi``, ``relative``) and the stateful ones
+    (``location``, ``coverage``: pooling is one pass, no steps).
 
     Args:
         dim: token state size ``D``.
@@ -253,27 +207,33 @@ class AttentionPooling(nn.Module):
         self, dim: int, attention: str = "additive", num_queries: int = 1, **options: Any
     ) -> None:
         super().__init__()
-        get(attention)
-        if attention == "local":
+        caps = capabilities(attention)
+        if caps.cross_attention and caps.needs_positions:
             raise ValueError(
-                "attention pooling cannot use 'local' attention (a learned query has no position "
-                "for the window); use 'scaled_dot', 'additive' or 'multihead'"
+                f"attention pooling cannot use {attention!r} attention: "
+                f"{position_reason(attention)}, and a learned query has no position; use "
+                "'scaled_dot', 'additive' or 'multihead'"
             )
         _refuse_self_attention_only(
             attention, options, "a learned pooling query has no position in the sequence"
         )
-        if stateful(attention):
+        if caps.stateful:
             raise ValueError(
                 f"attention pooling cannot use {attention!r} attention: it is stateful (each "
                 "decoder step attends with the previous step's weights or their running sum), "
                 "and pooling is one pass with no steps; use 'additive' (the same scores without "
                 "a state), 'scaled_dot' or 'multihead'"
             )
+        if not caps.pooling_query:
+            raise ValueError(
+                f"attention pooling cannot use {attention!r} attention (registered with "
+                "pooling_query=False); use 'scaled_dot', 'additive' or 'multihead'"
+            )
         self.attention = attention
         self.query = nn.Parameter(torch.randn(num_queries, dim) * dim**-0.5)
-        if attention == "multihead":
+        if caps.layer:
             num_heads = options.pop("num_heads", 1)
-            self.attn = build_attention_layer("multihead", dim, num_heads, **options)
+            self.attn = build_attention_layer(attention, dim, num_heads, **options)
         else:
             self.attn = build(attention, query_dim=dim, key_dim=dim, **options)
         self.out_proj = nn.Linear(num_queries * dim, dim) if num_queries > 1 else None

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from toolkit.attention import build, types_with
+
 from .positions import LearnedPositionalEmbedding
 from .transformer import TransformerEncoder
 
@@ -65,6 +67,17 @@ class BertEmbeddings(nn.Module):
             token_type_ids = torch.zeros_like(input_ids)
         x = self.positions(self.word(input_ids) + self.token_type(token_type_ids))
         return self.drop(self.norm(x))
+
+
+def weightless_cores() -> list[str]:
+    """``multihead`` and the registered multi-head cores that hold no weights of their own:
+    the attention types a pretrained encoder's projections can run unchanged."""
+    cores = [
+        name
+        for name in types_with(multihead_core=True)
+        if not any(True for _ in build(name, query_dim=8, key_dim=8).parameters())
+    ]
+    return [*types_with(layer=True), *cores]
 
 
 class MiniLMEncoder(nn.Module):
@@ -139,8 +152,7 @@ class MiniLMEncoder(nn.Module):
             raise ValueError(
                 f"MiniLM with attention={attention}: that core has weights of its own that "
                 f"the pretrained model does not hold ({len(own)}, e.g. {own[0]}); use a core "
-                "without weights (multihead, scaled_dot, dot, local, linear, uniform, rotary, "
-                "alibi)"
+                f"without weights ({', '.join(weightless_cores())})"
             )
         model.load_state_dict(state)
         return model

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from toolkit.attention import self_attention_only
+
 from .attention_layer import build_attention_layer, cached_attention
 
 Tensor = torch.Tensor
@@ -184,7 +186,7 @@ class TransformerDecoderLayer(nn.Module):
                 bias=bias,
                 **dict(cross_attention_options or {}),
             )
-            if self.cross_attn.core.self_attention_only:
+            if self_attention_only(self.cross_attn.core_name):
                 raise ValueError(
                     f"cross_attention={cross_attention!r} (core "
                     f"{self.cross_attn.core_name!r}) is self-attention only: it scores a query "
