@@ -40,7 +40,12 @@ case "${1:-}" in
       attention=multihead trainer.max_epochs=1 ;;
   captioning-default)  # the default config (additive, 15 epochs): README results, files kept
     train runs/captioning/default-additive-15ep recipe=captioning attention=additive
-    keep runs/captioning/default-additive-15ep recipes/captioning/results/default ;;
+    keep runs/captioning/default-additive-15ep recipes/captioning/results/default
+    # the same checkpoint decoded greedily
+    d=runs/captioning/default-additive-15ep
+    [ -f "$d-greedy/metrics.json" ] || $PY -m toolkit.evaluate "ckpt=$(ls $d/checkpoints/best*.ckpt | head -1)" \
+      decode.beam_size=1 hydra.run.dir="$d-greedy" > "$d-greedy.log" 2>&1
+    keep "$d-greedy" recipes/captioning/results/default-greedy ;;
   captioning-ablation)  # the default config with a mean over the regions instead of attention
     train runs/captioning/ablation-mean-15ep recipe=captioning attention=uniform model.attend=mean
     keep runs/captioning/ablation-mean-15ep recipes/captioning/results/ablation-mean ;;
