@@ -31,7 +31,7 @@ demo: setup
 	$(PY) -m toolkit.compare profile=quick
 
 test: setup
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q --durations=30
 
 test-slow: setup
 	$(PY) -m pytest -m slow -q
