@@ -1,12 +1,14 @@
 """Export a checkpoint's inference path: ``python -m toolkit.export ckpt=PATH
 format=torchscript|onnx`` writes into ``hydra.run.dir``:
 
-* sentiment: ``classifier.{pt,onnx}`` — ``(ids (B,T) int64, mask (B,T) bool) -> logits (B,C)``;
-* translation: ``decoder_step.{pt,onnx}`` — ``(src (B,S) int64, src_mask (B,S) bool,
-  prefix (B,P) int64) -> log_probs (B,V)`` of the next token; greedy decoding is the loop in
-  :func:`greedy_decode` around it (BOS, EOS, the length limit are in ``export.json``);
-* ``export.json`` (format, inputs/outputs, labels or special ids, max length, parity) and
-  ``data_state.pt`` (vocabulary / sentencepiece model for pre- and post-processing).
+* ``<graph>.{pt,onnx}``: the graph the recipe's ``export`` hook builds
+  (``export_graph(module)``, see ``toolkit/recipe_hooks.py``), e.g. a text classifier,
+  a decoder step, a speech encoder with its CTC head. Search loops (greedy, beam) are not
+  part of a graph: :func:`greedy_decode` runs a step graph, the recipe's README says what
+  runs outside;
+* ``export.json`` (format, inputs/outputs, the recipe's metadata: labels, special ids, max
+  length, sample rate; and the parity measured on random inputs) and ``data_state.pt``
+  (vocabulary / tokenizer for pre- and post-processing).
 
 Graphs are traced (``torch.jit.trace``; ONNX through the TorchScript exporter) on the
 fused attention path, with dynamic batch and length axes.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,46 +30,41 @@ from torch import Tensor, nn
 
 from toolkit.cli import run_with_key_help
 from toolkit.evaluate import load_module
+from toolkit.recipe_hooks import call_hook
 from toolkit.runs import atomic_file, write_text_atomic
 from toolkit.train import CONF_DIR
 
 FORMATS = ("torchscript", "onnx", "safetensors")
 
 
-class Classifier(nn.Module):
-    """Sentiment inference graph: token ids + mask -> class logits."""
+@dataclass
+class ExportGraph:
+    """What a recipe's ``export_graph(module)`` hook returns.
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
-        logits, _ = self.model(ids, mask, need_weights=False)
-        return logits.float()
-
-
-class DecoderStep(nn.Module):
-    """Translation step graph: source + target prefix -> next-token log-probabilities.
-
-    Re-encodes the source and re-runs the decoder over the whole prefix every step (no
-    cache tensors to carry between calls): simple to export for any seq2seq model of the
-    recipe, quadratic in the output length.
+    Args:
+        graph: the module to trace (eval mode), ``forward(*inputs) -> output(s)``.
+        name: the file stem (``classifier``, ``decoder_step`` ...).
+        inputs, outputs: names, in order (ONNX input/output names, export.json).
+        dynamic_axes: ONNX dynamic axes per name.
+        example: ``example(n, length, seed) -> tuple of input tensors``: random inputs
+            with padding in the second row, for tracing and the parity check.
+        metadata: recipe facts for export.json (labels, special ids, decoding settings).
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
+    graph: nn.Module
+    name: str
+    inputs: list[str]
+    outputs: list[str]
+    dynamic_axes: dict[str, dict[int, str]]
+    example: Callable[[int, int, int], tuple[Tensor, ...]]
+    metadata: dict[str, Any] = field(default_factory=dict)
 
-    def forward(self, src: Tensor, src_mask: Tensor, prefix: Tensor) -> Tensor:
-        logits, _ = self.model(src, src_mask, prefix)
-        return logits[:, -1].float().log_softmax(-1)  # (B, V)
 
-
-def greedy_decode(
-    step: Callable[[Tensor, Tensor, Tensor], Tensor], src: Tensor, src_mask: Tensor,
-    bos_id: int, eos_id: int, max_len: int,
-) -> tuple[list[int], list[Tensor]]:  # fmt: skip
-    """Greedy decoding of ONE sentence (batch 1) with an exported step graph.
+def greedy_decode_inputs(
+    step: Callable[..., Any], inputs: tuple[Tensor, ...], bos_id: int, eos_id: int, max_len: int
+) -> tuple[list[int], list[Tensor]]:
+    """Greedy decoding of ONE example (batch 1) with an exported step graph
+    ``step(*inputs, prefix) -> log_probs (1, V)`` (or a tuple whose first item it is).
 
     Returns the tokens (EOS excluded) and the log-probabilities of every step.
     """
@@ -74,7 +72,8 @@ def greedy_decode(
     tokens: list[int] = []
     steps: list[Tensor] = []
     for _ in range(max_len):
-        log_probs = step(src, src_mask, prefix)
+        out = step(*inputs, prefix)
+        log_probs = out[0] if isinstance(out, (tuple, list)) else out
         steps.append(log_probs[0])
         token = int(log_probs[0].argmax())
         if token == eos_id:
@@ -84,57 +83,61 @@ def greedy_decode(
     return tokens, steps
 
 
+def greedy_decode(
+    step: Callable[[Tensor, Tensor, Tensor], Tensor], src: Tensor, src_mask: Tensor,
+    bos_id: int, eos_id: int, max_len: int,
+) -> tuple[list[int], list[Tensor]]:  # fmt: skip
+    """Greedy decoding of ONE sentence (batch 1) with a ``(src, src_mask, prefix)`` step
+    graph; see :func:`greedy_decode_inputs`."""
+    return greedy_decode_inputs(step, (src, src_mask), bos_id, eos_id, max_len)
+
+
 def max_decode_len(module, n_src: int) -> int:
-    """The eager decoder's length limit for a source of ``n_src`` subwords (EOS included):
-    ``ratio * n_src + offset``, at most the module's ``max_source_len()``."""
-    d = module.decode_cfg()
-    limit = int(n_src * float(d["max_len_ratio"])) + int(d["max_len_offset"])
-    return min(limit, module.max_source_len())
+    """The eager decoder's length limit for an input of ``n_src`` tokens (the recipe's
+    ``max_decode_len`` export hook)."""
+    return int(call_hook(module, "export", "max_decode_len", n_src))
+
+
+def build_export_graph(module) -> ExportGraph:
+    """The recipe's :class:`ExportGraph` (its ``export_graph`` hook), graph in eval mode."""
+    spec = call_hook(module, "export", "export_graph")
+    spec.graph.eval()
+    return spec
 
 
 def example_inputs(module, n: int = 2, length: int = 7, seed: int = 0) -> tuple[Tensor, ...]:
     """Random inputs of the recipe's graph (padding in the second row)."""
-    gen = torch.Generator().manual_seed(seed)
-    kind = graph_kind(module)
-    if kind == "classifier":
-        vocab = len(module.data_state["vocab"]["tokens"])
-        ids = torch.randint(1, vocab, (n, length), generator=gen)
-        mask = torch.ones(n, length, dtype=torch.bool)
-        mask[1:, length - 2 :] = False
-        return ids.masked_fill(~mask, 0), mask
-    tok = module.tokenizer
-    src = torch.randint(4, len(tok), (n, length), generator=gen)
-    mask = torch.ones(n, length, dtype=torch.bool)
-    mask[1:, length - 2 :] = False
-    src = src.masked_fill(~mask, tok.pad_id)
-    prefix = torch.randint(4, len(tok), (n, 3), generator=gen)
-    prefix[:, 0] = tok.bos_id
-    return src, mask, prefix
+    return build_export_graph(module).example(n, length, seed)
 
 
 def graph_kind(module) -> str:
-    name = module.cfg.recipe.name
-    if name == "sentiment":
-        return "classifier"
-    if name == "translation":
-        return "decoder_step"
-    raise NotImplementedError(f"export of the {name!r} recipe is not implemented")
+    """The recipe's graph name (the exported file's stem)."""
+    return build_export_graph(module).name
 
 
 def build_graph(module) -> tuple[nn.Module, str, list[str], list[str], dict[str, dict]]:
-    kind = graph_kind(module)
-    if kind == "classifier":
-        axes = {"ids": {0: "batch", 1: "tokens"}, "mask": {0: "batch", 1: "tokens"},
-                "logits": {0: "batch"}}  # fmt: skip
-        return Classifier(module.model).eval(), kind, ["ids", "mask"], ["logits"], axes
-    axes = {"src": {0: "batch", 1: "src_len"}, "src_mask": {0: "batch", 1: "src_len"},
-            "prefix": {0: "batch", 1: "prefix_len"}, "log_probs": {0: "batch"}}  # fmt: skip
-    graph = DecoderStep(module.model).eval()
-    return graph, kind, ["src", "src_mask", "prefix"], ["log_probs"], axes
+    spec = build_export_graph(module)
+    return spec.graph, spec.name, spec.inputs, spec.outputs, spec.dynamic_axes
+
+
+def _as_tuple(out: Any) -> tuple[Tensor, ...]:
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def max_abs_diff(a: Any, b: Any) -> float:
+    """Largest absolute difference over every output (equal infinities count as 0)."""
+    worst = 0.0
+    for x, y in zip(_as_tuple(a), _as_tuple(b), strict=True):
+        x, y = x.double(), y.double()
+        same = (x == y) | (x.isnan() & y.isnan())
+        diff = (x - y).abs().masked_fill(same, 0.0)
+        worst = max(worst, float(diff.max()) if diff.numel() else 0.0)
+    return worst
 
 
 def load_runner(path: str | Path) -> Callable[..., Tensor]:
-    """A callable ``(*inputs: Tensor) -> Tensor`` for an exported file (.pt or .onnx)."""
+    """A callable ``(*inputs: Tensor) -> Tensor`` (a tuple for a graph with several
+    outputs) for an exported file (.pt or .onnx)."""
     path = Path(path)
     if path.suffix == ".onnx":
         import onnxruntime as ort
@@ -142,9 +145,10 @@ def load_runner(path: str | Path) -> Callable[..., Tensor]:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         names = [i.name for i in session.get_inputs()]
 
-        def run_onnx(*inputs: Tensor) -> Tensor:
+        def run_onnx(*inputs: Tensor) -> Tensor | tuple[Tensor, ...]:
             feeds = {n: x.numpy() for n, x in zip(names, inputs, strict=True)}
-            return torch.from_numpy(session.run(None, feeds)[0])
+            outs = [torch.from_numpy(o) for o in session.run(None, feeds)]
+            return outs[0] if len(outs) == 1 else tuple(outs)
 
         return run_onnx
     scripted = torch.jit.load(str(path), map_location="cpu")
@@ -196,17 +200,18 @@ def export(module, fmt: str, out_dir: Path, opset: int = 17, check_inputs: int =
     if fmt == "safetensors":
         return export_weights(module, out_dir)
     module.eval()
-    graph, kind, inputs, outputs, axes = build_graph(module)
-    example = example_inputs(module)
+    spec = build_export_graph(module)
+    graph = spec.graph
+    example = spec.example(2, 7, 0)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{kind}.{'pt' if fmt == 'torchscript' else 'onnx'}"
+    path = out_dir / f"{spec.name}.{'pt' if fmt == 'torchscript' else 'onnx'}"
     if fmt == "torchscript":
         traced = torch.jit.trace(graph, example, check_trace=False)
         torch.jit.save(traced, str(path))
     else:
         torch.onnx.export(
-            graph, example, str(path), input_names=inputs, output_names=outputs,
-            dynamic_axes=axes, opset_version=opset, dynamo=False,
+            graph, example, str(path), input_names=spec.inputs, output_names=spec.outputs,
+            dynamic_axes=spec.dynamic_axes, opset_version=opset, dynamo=False,
         )  # fmt: skip
     torch.save(module.data_state, out_dir / "data_state.pt")
     info: dict[str, Any] = {
@@ -214,22 +219,16 @@ def export(module, fmt: str, out_dir: Path, opset: int = 17, check_inputs: int =
         "attention": module.cfg.attention.name,
         "format": fmt,
         "graph": path.name,
-        "inputs": inputs,
-        "outputs": outputs,
+        "inputs": spec.inputs,
+        "outputs": spec.outputs,
+        **spec.metadata,
     }
-    if kind == "classifier":
-        info["labels"] = list(module.label_map.labels)
-        info["max_len"] = int(module.data_state.get("max_len", 64))
-    else:
-        tok = module.tokenizer
-        info.update(bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
-                    decode=module.decode_cfg())  # fmt: skip
     if check_inputs:
         run = load_runner(path)
         worst = 0.0
         for seed in range(check_inputs):
-            args = example_inputs(module, n=2, length=3 + seed % 9, seed=seed)
-            worst = max(worst, float((run(*args) - graph(*args)).abs().max()))
+            args = spec.example(2, 3 + seed % 9, seed)
+            worst = max(worst, max_abs_diff(run(*args), graph(*args)))
         info["parity_random_inputs"] = {"n": check_inputs, "max_abs_diff": worst}
     write_text_atomic(out_dir / "export.json", json.dumps(info, indent=2) + "\n")
     return info

@@ -6,7 +6,6 @@ mid-epoch resume (data position + random state)."""
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 import random
 import tempfile
@@ -110,31 +109,28 @@ class RecipeModule(pl.LightningModule):
 
     # ----- inference (toolkit.predict) ------------------------------------------------------
     def predict_records(
-        self, inputs: list[Any], out_dir: Path | None = None, plot: bool = False
+        self, inputs: list[Any], out_dir: Path | None = None, plot: bool = False, **options: Any
     ) -> list[dict[str, Any]]:
         """Predictions for raw inputs (text lines, image or audio paths): one JSON-able
         record per input (prediction + scores), in input order; attention maps go to
         ``out_dir`` as npz (and PNG with ``plot``), named in the record.
 
-        The default delegates to ``predict_records(module, inputs, out_dir, plot)`` in the
-        recipe package's ``predict`` module (``recipes/<name>/predict.py``), so a recipe
-        can add inference without touching its module class.
+        The default delegates to ``predict_records(module, inputs, out_dir, plot, **options)``
+        in the recipe package's ``predict`` module (``recipes/<name>/predict.py``; the hooks
+        are listed in ``toolkit/recipe_hooks.py``), so a recipe adds inference without
+        touching its module class or the toolkit.
         """
-        package = type(self).__module__.rpartition(".")[0]
-        try:
-            helper = importlib.import_module(f"{package}.predict")
-        except ImportError:
-            helper = None
-        fn = getattr(helper, "predict_records", None)
-        if fn is None:
-            raise NotImplementedError(
-                f"{type(self).__name__} has no predict_records (nor {package}.predict."
-                "predict_records): this recipe does not support toolkit.predict yet"
-            )
-        return fn(self, inputs, out_dir, plot)
+        from toolkit.recipe_hooks import hook
 
-    #: what toolkit.predict feeds predict_records: "text" lines, or "image"/"audio" paths
-    input_kind = "text"
+        return hook(self, "predict", "predict_records")(self, inputs, out_dir, plot, **options)
+
+    @property
+    def input_kind(self) -> str:
+        """What toolkit.predict feeds predict_records: ``"text"`` lines, or ``"image"`` /
+        ``"audio"`` paths (the recipe's ``predict.INPUT_KIND``; text when it has none)."""
+        from toolkit.recipe_hooks import hook
+
+        return str(hook(self, "predict", "INPUT_KIND", "text"))
 
 
 def _umask() -> int:

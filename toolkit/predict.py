@@ -2,8 +2,14 @@
 ``python -m toolkit.predict ckpt=PATH input=<file|folder|-> [plot=true] [output=-]``.
 
 Writes ``predictions.jsonl`` (one object per input: ``input``, ``source`` = file:line, and
-the recipe's fields, e.g. ``prediction`` + ``scores`` or ``translation`` + ``score``) and
-``attention/`` (npz per input, PNG with ``plot=true``) into ``hydra.run.dir``.
+the recipe's fields, e.g. ``prediction`` + ``scores``, ``translation`` + ``score``,
+``caption`` or ``transcript``) and ``attention/`` (npz per input, PNG with ``plot=true``)
+into ``hydra.run.dir``.
+
+The recipe's ``predict`` hooks (``toolkit/recipe_hooks.py``) say what an input is (text
+lines, image or audio files) and turn inputs into records; this module only reads the
+inputs and writes the records. ``+options.<key>=<value>`` reaches the recipe's
+``predict_records`` as a keyword argument (e.g. ``+options.beam_size=1``).
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ from typing import Any
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from toolkit.cli import run_with_key_help
 from toolkit.data.cache import DataError
 from toolkit.evaluate import load_module
+from toolkit.recipe_hooks import hook
 from toolkit.runs import to_jsonable, write_text_atomic
 from toolkit.train import CONF_DIR
 
@@ -41,11 +48,38 @@ def _lines(source: str, text: str) -> list[tuple[str, str]]:
     return [(line.rstrip("\r"), f"{source}:{i}") for i, line in enumerate(lines, start=1)]
 
 
-def read_inputs(spec: str, kind: str = "text") -> list[tuple[str, str]]:
+def _manifest(path: Path, kind: str) -> list[tuple[str, str]]:
+    """A JSONL manifest of files: one object a line whose ``kind`` (``audio``/``image``)
+    or ``path`` field names a file, relative to the manifest's folder; other fields (a
+    reference ``text``, a ``duration``) are ignored. Blank lines are skipped."""
+    pairs = []
+    for line_no, line in enumerate(_read(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(path, line_no, None, f"not JSON: {err.msg}") from None
+        if not isinstance(row, dict):
+            raise DataError(path, line_no, None, "expected a JSON object")
+        value = row.get(kind, row.get("path"))
+        if not isinstance(value, str) or not value:
+            raise DataError(path, line_no, kind, f"missing or not a string (a {kind} path)")
+        full = Path(value) if Path(value).is_absolute() else path.parent / value
+        pairs.append((str(full.resolve()), f"{path}:{line_no}"))
+    if not pairs:
+        raise DataError(path, None, None, "manifest has no entries")
+    return pairs
+
+
+def read_inputs(
+    spec: str, kind: str = "text", suffixes: tuple[str, ...] | None = None
+) -> list[tuple[str, str]]:
     """``(input, where)`` pairs from a file, a folder or ``-`` (stdin).
 
     Text: one input per line (blank lines are inputs too, so output line i answers input
-    line i). Image/audio: file paths (a folder's files, or a .txt list of paths).
+    line i). Image/audio: file paths (a folder's files, those with one of ``suffixes`` when
+    given; a .txt list of paths; a .jsonl manifest with an ``audio``/``image`` field).
     """
     if spec == "-":
         from toolkit.data.labelled import check_line_lengths
@@ -66,9 +100,16 @@ def read_inputs(spec: str, kind: str = "text") -> list[tuple[str, str]]:
             if not files:
                 raise DataError(path, None, None, "no .txt files in this folder")
             return [pair for p in files for pair in _lines(str(p), _read(p))]
+        if suffixes:
+            files = [p for p in files if p.suffix.lower() in suffixes]
+            if not files:
+                raise DataError(path, None, None, f"no {kind} files ({', '.join(suffixes)}) "
+                                "in this folder")  # fmt: skip
         if not files:
             raise DataError(path, None, None, "folder is empty")
         return [(str(p), str(p)) for p in files]
+    if kind != "text" and path.suffix.lower() == ".jsonl":
+        return _manifest(path, kind)
     if kind == "text" or path.suffix.lower() in TEXT_SUFFIXES:
         pairs = _lines(str(path), _read(path))
         if kind != "text":  # a list of paths, relative to the list file
@@ -77,13 +118,27 @@ def read_inputs(spec: str, kind: str = "text") -> list[tuple[str, str]]:
     return [(str(path), str(path))]
 
 
+def recipe_inputs(module, spec: str) -> list[tuple[str, str]]:
+    """``read_inputs`` as the recipe's hooks ask: its own ``read_inputs(spec)`` when it has
+    one, else the common reader for its ``INPUT_KIND`` and ``INPUT_SUFFIXES``."""
+    reader = hook(module, "predict", "read_inputs", None)
+    if reader is not None:
+        return reader(spec)
+    suffixes = hook(module, "predict", "INPUT_SUFFIXES", None)
+    return read_inputs(spec, module.input_kind, tuple(suffixes) if suffixes else None)
+
+
 def predict(cfg: DictConfig, run_dir: Path) -> list[dict[str, Any]]:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     module = load_module(cfg.ckpt)
-    inputs = read_inputs(str(cfg.input), getattr(module, "input_kind", "text"))
+    inputs = recipe_inputs(module, str(cfg.input))
     out_dir = run_dir / "attention" if cfg.get("save_attention", True) else None
-    records = module.predict_records([x for x, _ in inputs], out_dir, bool(cfg.get("plot")))
+    options = cfg.get("options")
+    options = OmegaConf.to_container(options, resolve=True) if options else {}
+    records = module.predict_records(
+        [x for x, _ in inputs], out_dir, bool(cfg.get("plot")), **options
+    )
     rows = [
         {"input": x, "source": where, **record}
         for (x, where), record in zip(inputs, records, strict=True)

@@ -76,3 +76,17 @@ def predict_records(
                         record["picture"] = picture
             records.append(record)
     return records
+
+
+def predict_arrays(module, inputs: list[str], batch_size: int = 128) -> list[dict[str, Any]]:
+    """``toolkit.api``: per text the label (``output``), ``scores`` and the pooling
+    attention as a ``(1, tokens)`` array (one row: the pooled vector) with its labels."""
+    out = []
+    for r in predict_records(module, list(inputs), None, False, batch_size):
+        weights = r.get("attention")
+        out.append({
+            "output": r["prediction"], **{k: v for k, v in r.items() if k != "attention"},
+            "attention": None if weights is None else np.asarray([weights], dtype=np.float32),
+            "rows": ["pooling"], "columns": list(r["tokens"]),
+        })  # fmt: skip
+    return out
