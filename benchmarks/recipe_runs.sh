@@ -5,7 +5,7 @@
 # `toolkit.compare`, which reuses finished runs and writes results.csv/results.md per grid.
 # Usage: benchmarks/recipe_runs.sh asr-noise|asr-types|asr-default|asr-sentences|
 #                                  captioning-types|captioning-default|captioning-ablation|
-#                                  sentiment-grid
+#                                  sentiment-grid|sentiment-transformer
 set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -18,6 +18,13 @@ train() {  # train <folder> <overrides...>: one run unless it has finished alrea
   $PY -m toolkit.train "$@" threads="$THREADS" trainer.enable_progress_bar=false \
     hydra.run.dir="$dir" > "$dir.log" 2>&1
   echo "$(date +%T) finished $dir (exit $?)"
+}
+lane() {  # lane "<name> <overrides...>" ...: sentiment runs one after another, files kept
+  for spec in "$@"; do
+    set -- $spec; local name=$1; shift
+    train "runs/sentiment/$name" recipe=sentiment "$@"
+    keep "runs/sentiment/$name" "recipes/sentiment/results/default/$name"
+  done
 }
 keep() {  # keep <run folder> <results folder>: the small files a README table is made from
   mkdir -p "$2"
@@ -49,24 +56,22 @@ case "${1:-}" in
   captioning-ablation)  # the default config with a mean over the regions instead of attention
     train runs/captioning/ablation-mean-15ep recipe=captioning attention=uniform model.attend=mean
     keep runs/captioning/ablation-mean-15ep recipes/captioning/results/ablation-mean ;;
-  sentiment-grid)  # the default config (5 epochs) per pooling type, BiGRU and Transformer,
+  sentiment-grid)  # the default config (5 epochs) per pooling type with the BiGRU encoder,
     # seeds 2 and 3 for two types; two lanes of one thread each on the 2-core machine
     THREADS=1
-    lane() { for spec in "$@"; do
-      set -- $spec; name=$1; shift
-      train "runs/sentiment/$name" recipe=sentiment "$@"
-      keep "runs/sentiment/$name" "recipes/sentiment/results/default/$name"
-    done; }
     lane "bigru-additive model=bigru attention=additive" "bigru-dot model=bigru attention=dot" \
       "bigru-scaled_dot model=bigru attention=scaled_dot" "bigru-linear model=bigru attention=linear" \
       "bigru-additive-seed2 model=bigru attention=additive seed=2" \
-      "bigru-additive-seed3 model=bigru attention=additive seed=3" \
-      "transformer-multihead model=transformer attention=multihead" &
+      "bigru-additive-seed3 model=bigru attention=additive seed=3" &
     lane "bigru-general model=bigru attention=general" "bigru-multihead model=bigru attention=multihead" \
       "bigru-uniform model=bigru attention=uniform" \
       "bigru-multihead-seed2 model=bigru attention=multihead seed=2" \
-      "bigru-multihead-seed3 model=bigru attention=multihead seed=3" \
-      "transformer-local model=transformer attention=local" &
+      "bigru-multihead-seed3 model=bigru attention=multihead seed=3" &
+    wait ;;
+  sentiment-transformer)  # the 2-layer Transformer encoder with two self-attention types
+    THREADS=1
+    lane "transformer-multihead model=transformer attention=multihead" &
+    lane "transformer-local model=transformer attention=local" &
     wait ;;
   asr-default)  # the default config (multihead, 13 epochs), its decoding sweep on the
     # validation set, and the README tables from the copied result files
@@ -85,6 +90,6 @@ case "${1:-}" in
     keep runs/asr/sentences-sp256 recipes/asr/results/sentences
     cp runs/asr/sentences-sp256/{wer_table.csv,ctc_greedy_wer_table.csv} recipes/asr/results/sentences/ 2>/dev/null
     true ;;
-  *) echo "usage: $0 asr-noise|asr-types|asr-default|asr-sentences|captioning-types|captioning-default|captioning-ablation|sentiment-grid"
+  *) echo "usage: $0 asr-noise|asr-types|asr-default|asr-sentences|captioning-types|captioning-default|captioning-ablation|sentiment-grid|sentiment-transformer"
      exit 2 ;;
 esac
