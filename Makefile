@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 # Debian packages used by the recipes (corpus builders); installed when we are root with apt-get.
 # The translation corpus reads the message catalogs of a pinned package list.
 APT_PACKAGES ?= espeak-ng sox alsa-utils wordnet-base dataset-fashion-mnist chromium \
-	$(shell grep -v '^\#' toolkit/data/catalog_packages.txt)
+	$(shell grep -v '^\#' recipes/translation/catalog_packages.txt)
 EXTRAS ?= dev,pretrained,export
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)-$(subst $(comma),_,$(EXTRAS))
 comma := ,

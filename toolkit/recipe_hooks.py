@@ -1,8 +1,8 @@
-"""How ``toolkit.predict``, ``toolkit.export`` and ``toolkit.api`` find a recipe's inference
-code, without knowing any recipe by name.
+"""How the toolkit finds a recipe's own code (inference, export, data checks), without
+knowing any recipe by name.
 
 A recipe is a package (``recipes/<name>/``) whose LightningModule class is named in the
-config (``recipe.module``). Next to it, two optional modules provide the hooks:
+config (``recipe.module``). Next to it, optional modules provide the hooks:
 
 ``<package>/predict.py``
     * ``INPUT_KIND``: ``"text"`` (one input per line), ``"image"`` or ``"audio"`` (files);
@@ -23,6 +23,13 @@ config (``recipe.module``). Next to it, two optional modules provide the hooks:
       ``export.json``);
     * ``max_decode_len(module, n)`` (optional): the length limit of an exported step graph.
 
+``<package>/validate.py`` (``python -m toolkit.data validate`` and the check
+``toolkit.train`` runs on own data first, :mod:`toolkit.data.validate`)
+    * ``validate_files(files, options, report)``: add every problem of ``files`` (split or
+      ``path<i>`` -> path, or a list of paths) to ``report`` (a
+      :class:`toolkit.data.validate.Report`), with the checks of that module;
+    * without it the files are checked as audio/image files or folders.
+
 A method of the same name on the recipe's module class wins over the package function
 (:func:`call_hook`), and a class attribute over a package constant (:func:`hook`).
 """
@@ -30,6 +37,8 @@ A method of the same name on the recipe's module class wins over the package fun
 from __future__ import annotations
 
 import importlib
+import importlib.util
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -41,9 +50,36 @@ def recipe_package(module: Any) -> str:
     return type(module).__module__.rpartition(".")[0]
 
 
-def hook_module(module: Any, kind: str) -> ModuleType | None:
-    """``<package>.<kind>`` (``predict`` or ``export``), or None when the recipe has none."""
-    name = f"{recipe_package(module)}.{kind}"
+def config_package(cfg: Any) -> str:
+    """The recipe package of a config: ``recipe.module`` without its module and class
+    (``recipes.asr`` for ``recipes.asr.module.ASRModule``)."""
+    return str(cfg["recipe"]["module"]).rpartition(".")[0].rpartition(".")[0]
+
+
+def named_package(name: str, conf_dir: str | None = None) -> str:
+    """The recipe package of ``name``: the package of ``recipe.module`` in
+    ``conf/recipe/<name>.yaml``, else ``name`` itself when it is an importable package
+    (a recipe from elsewhere, given by its dotted package name)."""
+    from omegaconf import OmegaConf
+
+    if conf_dir is None:
+        from toolkit.paths import CONF_DIR as conf_dir
+    path = Path(conf_dir) / "recipe" / f"{name}.yaml"
+    if path.is_file():
+        return config_package(OmegaConf.load(path))
+    try:
+        if name and importlib.util.find_spec(name) is not None:
+            return name
+    except (ImportError, ValueError):
+        pass
+    known = sorted(p.stem for p in (Path(conf_dir) / "recipe").glob("*.yaml"))
+    raise ValueError(f"unknown recipe {name!r}; valid choices: {', '.join(known)} "
+                     "(or the dotted name of a recipe package)")  # fmt: skip
+
+
+def package_hook_module(package: str, kind: str) -> ModuleType | None:
+    """``<package>.<kind>``, or None when the recipe package has none."""
+    name = f"{package}.{kind}"
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as err:
@@ -51,6 +87,12 @@ def hook_module(module: Any, kind: str) -> ModuleType | None:
         if not (name == missing or name.startswith(missing + ".")):
             raise  # the hook module exists but one of its own imports is missing
         return None
+
+
+def hook_module(module: Any, kind: str) -> ModuleType | None:
+    """``<package>.<kind>`` (``predict`` or ``export``) of the module's recipe, or None when
+    the recipe has none."""
+    return package_hook_module(recipe_package(module), kind)
 
 
 def _own_attribute(module: Any, name: str) -> Any:

@@ -10,7 +10,7 @@ Two text sources (``text``):
   occur in training: the test set holds out sentences as well as voices.
 * ``sentences``: open vocabulary, English sentences from two offline sources: the
   movie-review sentences (Rotten Tomatoes snippets) of the sentiment recipe's VADER source
-  (:func:`toolkit.data.sentiment.domain_sentences`) and the quoted usage examples of the
+  (:func:`toolkit.data.vader.domain_sentences`) and the quoted usage examples of the
   WordNet 3.0 glosses (Debian ``wordnet-base``, :func:`wordnet_sentences`), normalised for
   speech by :func:`speech_text` (lower case, accents stripped, numbers 0-999 spelled,
   punctuation dropped; a sentence with anything else left is dropped), kept at 4-14 words
@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from toolkit.data.audio import SAMPLE_RATE, Utterance, read_jsonl_manifest, resample, write_audio
 from toolkit.data.cache import DataError, cache_root, locked_build, write_json_atomic
-from toolkit.data.sentiment import domain_sentences
+from toolkit.data.vader import domain_sentences
 
 ESPEAK = "espeak-ng"
 TRAIN_VOICES = (
@@ -493,7 +493,7 @@ def build_speech_corpus(
         texts = command_splits(sizes, seed)
         text_source = {
             "kind": "commands",
-            "grammar": "toolkit.data.speech.command_splits",
+            "grammar": "recipes.asr.corpus.command_splits",
             "held_out_shares": COMMAND_HELD_OUT,
         }
     splits = {s: _rows(s, texts[s], voices[s], random.Random(f"{seed}-{s}")) for s in sizes}

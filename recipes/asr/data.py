@@ -15,16 +15,16 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from toolkit.data.audio import SAMPLE_RATE, Utterance, read_audio, read_speech_manifest
-from toolkit.data.batching import LengthBucketBatches
-from toolkit.data.cache import DataError, sha256_file
-from toolkit.data.noise import NoiseMixer, condition_grid, condition_name, stable_seed
-from toolkit.data.speech import (
+from recipes.asr.corpus import (
     TEXT_SOURCES,
     build_speech_corpus,
     corpus_manifest,
     load_speech_splits,
 )
+from recipes.asr.noise import NoiseMixer, condition_grid, condition_name, stable_seed
+from toolkit.data.audio import SAMPLE_RATE, Utterance, read_audio, read_speech_manifest
+from toolkit.data.batching import LengthBucketBatches
+from toolkit.data.cache import DataError, sha256_file
 from toolkit.data.subword import SubwordTokenizer, train_sentencepiece
 from toolkit.metrics.asr import TextNormalization
 
@@ -192,7 +192,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 class ASRDataModule(pl.LightningDataModule):
     """Embedded espeak-ng corpus (``text``: ``commands`` or ``sentences``, see
-    ``toolkit.data.speech``), or own data (``train_file``/``valid_file``/``test_file``:
+    ``recipes.asr.corpus``), or own data (``train_file``/``valid_file``/``test_file``:
     JSONL manifest, Kaldi folder or LibriSpeech tree).
 
     ``tokens``: ``chars`` or ``sentencepiece`` (``sp_vocab_size`` pieces at most, trained

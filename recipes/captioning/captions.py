@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .cache import DataError
-from .labelled import read_utf8_text
+from toolkit.data.cache import DataError
+from toolkit.data.labelled import read_utf8_text
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Captioning data: the generated scene corpus or the user's own captioned images.
 
-Embedded default: ``toolkit.data.scenes`` builds the scene corpus once into the cache.
+Embedded default: ``recipes.captioning.scenes`` builds the scene corpus once into the cache.
 Own data (``format=coco|karpathy|flickr8k`` with ``train_file``/``valid_file``/``test_file``
 and ``image_dir``): images are read, converted to RGB and resized to ``image_size`` once at
 set-up (fine for thousands of images; bigger sets want a streaming reader).
@@ -24,15 +24,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from toolkit.data.cache import DataError, sha256_file
-from toolkit.data.captions import (
+from recipes.captioning.captions import (
     CaptionRecord,
     load_image,
     read_coco_captions,
     read_flickr8k_tokens,
     read_karpathy_split,
 )
-from toolkit.data.scenes import SceneConfig, build_scene_corpus, load_scene_split
+from recipes.captioning.scenes import SceneConfig, build_scene_corpus, load_scene_split
+from toolkit.data.cache import DataError, sha256_file
 from toolkit.data.text import tokenize
 
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")

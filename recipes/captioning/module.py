@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from recipes.captioning.scenes import OBJECT_WORDS
 from toolkit.attention import coverage_loss
-from toolkit.data.scenes import OBJECT_WORDS
 from toolkit.decoding import beam_search, greedy_search
 from toolkit.lightning import RecipeModule
 from toolkit.metrics.attention import attention_entropy

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from recipes.captioning.captions import load_image
 from toolkit.data.cache import DataError, write_json_atomic
-from toolkit.data.captions import load_image
 from toolkit.viz.image import caption_attention_figure
 
 INPUT_KIND = "image"

@@ -3,7 +3,9 @@
 Source: ``additional_resources/hutto_ICWSM_2014.tar.gz`` in the PyPI source distribution of
 ``vaderSentiment==3.3.2`` (MIT, see :mod:`toolkit.data.vader`): the human-rated sentences of
 Hutto & Gilbert (ICWSM 2014) as ``id<TAB>mean score (-4..+4)<TAB>text`` files. The word
-lexicon (:func:`load_vader_lexicon`) is re-exported here.
+lexicon (:func:`load_vader_lexicon`), the domain files and :func:`domain_sentences` live in
+:mod:`toolkit.data.vader` (the speech recipe reads the same sentences) and are re-exported
+here.
 
 Own data are read with :func:`read_labelled_file` (re-exported here from
 :mod:`toolkit.data.labelled`).
@@ -12,21 +14,16 @@ Own data are read with :func:`read_labelled_file` (re-exported here from
 from __future__ import annotations
 
 import hashlib
-import html
 import json
-import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-from tqdm.auto import tqdm
 
 from toolkit.data.cache import (
     DataError,
     cache_root,
     locked_build,
-    sha256_bytes,
     sha256_file,
     write_json_atomic,
 )
@@ -38,14 +35,12 @@ from toolkit.data.labelled import (
 )
 from toolkit.data.text import normalised_key
 from toolkit.data.vader import (
-    CORPUS_ARCHIVE,
-    VADER_PACKAGE,
-    VADER_SDIST_NAME,
-    VADER_SDIST_SHA256,
-    VADER_VERSION,
+    DOMAIN_FILES,
     corpus_member,
-    decode_lines,
+    domain_sentences,
     load_vader_lexicon,
+    read_rows,
+    source_record,
     vader_sdist,
 )
 
@@ -64,13 +59,6 @@ __all__ = [
     "vader_sdist",
 ]
 
-#: Domain name -> member of ``hutto_ICWSM_2014.tar.gz``.
-DOMAIN_FILES: dict[str, str] = {
-    "movie": "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt",
-    "tweets": "hutto_ICWSM_2014/tweets_GroundTruth.txt",
-    "products": "hutto_ICWSM_2014/amazonReviewSnippets_GroundTruth.txt",
-    "editorials": "hutto_ICWSM_2014/nytEditorialSnippets_GroundTruth.txt",
-}
 LABELS = ("negative", "positive")
 SPLITS = ("train", "valid", "test")
 _DEFAULT_SPLIT = (0.8, 0.1, 0.1)
@@ -80,42 +68,6 @@ _MANIFEST_FORMAT = 1
 # --------------------------------------------------------------------------- parsing
 
 
-def _clean_text(text: str) -> str:
-    # The files carry HTML entities (&amp; &lt;3), some escaped twice (&amp;amp; &amp;#39;);
-    # some rows have runs of spaces or trailing blanks.
-    for _ in range(3):
-        unescaped = html.unescape(text)
-        if unescaped == text:
-            break
-        text = unescaped
-    return " ".join(text.split())
-
-
-def _read_rows(
-    data: bytes, member: str, desc: str, stats: dict[str, int]
-) -> Iterator[tuple[float, str]]:
-    """``(score, cleaned text)`` of every non-blank row of a ground-truth file; counts
-    ``rows`` and ``cp1252_lines`` into ``stats``."""
-    lines, stats["cp1252_lines"] = decode_lines(data)
-    for line_no, line in enumerate(tqdm(lines, desc=desc, unit="row", leave=False), start=1):
-        if not line.strip():
-            continue
-        parts = line.split("\t", 2)
-        if len(parts) < 3:
-            raise DataError(member, line_no, "text", "expected id<TAB>score<TAB>text")
-        try:
-            score = float(parts[1])
-        except ValueError:
-            score = math.nan
-        if not math.isfinite(score):
-            raise DataError(member, line_no, "score", f"not a number: {parts[1]!r}")
-        text = _clean_text(parts[2])
-        if not text:
-            raise DataError(member, line_no, "text", "empty text")
-        stats["rows"] += 1
-        yield score, text
-
-
 def _parse_rows(
     data: bytes, member: str, desc: str
 ) -> tuple[list[tuple[str, str]], dict[str, int]]:
@@ -123,7 +75,7 @@ def _parse_rows(
     stats = {"rows": 0, "zero_score": 0, "duplicate": 0, "conflicting": 0, "cp1252_lines": 0}
     labels_of: dict[str, set[str]] = {}
     first_text: dict[str, str] = {}
-    for score, text in _read_rows(data, member, desc, stats):
+    for score, text in read_rows(data, member, desc, stats):
         if score == 0:
             stats["zero_score"] += 1
             continue
@@ -143,37 +95,6 @@ def _parse_rows(
             continue
         pairs.append((first_text[key], next(iter(labels))))
     return pairs, stats
-
-
-def _source_record(member: str, data: bytes) -> dict[str, Any]:
-    return {
-        "package": VADER_PACKAGE,
-        "version": VADER_VERSION,
-        "license": "MIT",
-        "sdist": VADER_SDIST_NAME,
-        "sdist_sha256": VADER_SDIST_SHA256,
-        "archive": CORPUS_ARCHIVE,
-        "member": member,
-        "member_sha256": sha256_bytes(data),
-    }
-
-
-def domain_sentences(domain: str = "movie") -> tuple[list[str], dict[str, Any]]:
-    """Every sentence of one ground-truth corpus whatever its rating, as plain English text
-    for other corpora (the speech recipe's ``sentences`` corpus).
-
-    Returns:
-        The sentences in file order (HTML entities decoded, blanks squeezed, repeats kept)
-        and the source record for a manifest (package, sdist and member checksums, row
-        counts).
-    """
-    if domain not in DOMAIN_FILES:
-        raise ValueError(f"unknown sentiment domain {domain!r}; valid: {', '.join(DOMAIN_FILES)}")
-    member = DOMAIN_FILES[domain]
-    data = corpus_member(vader_sdist(), member)
-    stats = {"rows": 0, "cp1252_lines": 0}
-    texts = [text for _, text in _read_rows(data, member, f"sentences/{domain}", stats)]
-    return texts, {**_source_record(member, data), "source_stats": stats}
 
 
 # --------------------------------------------------------------------------- building
@@ -336,7 +257,7 @@ def build_sentiment_corpus(
             "task": "sentiment",
             **params,
             "labels": list(LABELS),
-            "source": _source_record(member, data),
+            "source": source_record(member, data),
             "source_stats": {**stats, "kept": len(pairs)},
             "counts": counts,
             "files": files,

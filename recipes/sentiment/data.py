@@ -11,10 +11,10 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
+from recipes.sentiment.corpus import build_sentiment_corpus, load_sentiment_splits
 from toolkit.data.batching import LengthBucketBatches
 from toolkit.data.cache import sha256_file
 from toolkit.data.labelled import LabelMap, load_labelled_splits, read_labelled_file
-from toolkit.data.sentiment import build_sentiment_corpus, load_sentiment_splits
 from toolkit.data.text import Vocab, tokenize
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ TEST_FROM_VALID = (
 class SentimentDataModule(pl.LightningDataModule):
     """Text classification data.
 
-    Embedded default: ``toolkit.data.sentiment`` builds the corpus of ``domain`` once into
+    Embedded default: ``recipes.sentiment.corpus`` builds the corpus of ``domain`` once into
     the cache. Own data: ``train_file`` (+ optional ``valid_file``/``test_file``) in
     TSV/CSV/JSONL with ``text_field``/``label_field`` columns; labels may be any strings.
     ``state`` (vocab + labels saved in a checkpoint) makes evaluation and fine-tuning use

@@ -36,7 +36,7 @@ class LexiconFeatures(nn.Module):
 
     def __init__(self, vocab_tokens: list[str]) -> None:
         super().__init__()
-        from toolkit.data.sentiment import load_vader_lexicon
+        from toolkit.data.vader import load_vader_lexicon
 
         lexicon = load_vader_lexicon()
         table = torch.zeros(len(vocab_tokens), 2)

@@ -216,7 +216,7 @@ class SentimentModule(RecipeModule):
     def lexicon_diagnostics(self, datamodule) -> dict[str, float]:
         """Share of pooling attention on VADER-lexicon words vs their share of tokens."""
         try:
-            from toolkit.data.sentiment import load_vader_lexicon
+            from toolkit.data.vader import load_vader_lexicon
 
             lexicon = load_vader_lexicon()
         except Exception as err:  # offline without a cached lexicon: skip, say why

@@ -11,10 +11,10 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
+from recipes.translation.catalogs import build_catalog_corpus, describe, load_catalog_splits
+from recipes.translation.parallel import read_parallel
 from toolkit.data.batching import LengthBucketBatches
 from toolkit.data.cache import sha256_file
-from toolkit.data.catalogs import build_catalog_corpus, describe, load_catalog_splits
-from toolkit.data.parallel import read_parallel
 from toolkit.data.subword import SubwordTokenizer, train_sentencepiece
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ class TranslationDataModule(pl.LightningDataModule):
     """Sentence pairs -> padded id tensors.
 
     Embedded default: en→``target_lang`` from Debian message catalogs
-    (``toolkit.data.catalogs``). Own data: ``train_file`` (+ ``valid_file``/``test_file``),
+    (``recipes.translation.catalogs``). Own data: ``train_file`` (+ ``valid_file``/``test_file``),
     each one ``.tsv``/``.csv``/``.jsonl`` with ``source_field``/``target_field`` columns or
     a list ``[source.txt, target.txt]`` of aligned plain-text files. ``state`` (the
     sentencepiece model from a checkpoint) keeps ids fixed for evaluation and fine-tuning.

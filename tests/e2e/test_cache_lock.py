@@ -77,7 +77,7 @@ def test_killed_build_leaves_no_complete_cache(tmp_path):
 def test_concurrent_embedded_corpus_builds(tmp_path):
     """The real builder (atomic_dir under the lock): two processes, one consistent corpus."""
     code = (
-        "from toolkit.data.sentiment import build_sentiment_corpus as b;"
+        "from recipes.sentiment.corpus import build_sentiment_corpus as b;"
         "print(b('movie', limit=40, seed=0))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ATTN_TOOLKIT_CACHE": str(tmp_path / "cache")}

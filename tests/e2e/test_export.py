@@ -55,8 +55,8 @@ def checkpoints(tmp_path_factory):
 
 def _sentences(recipe: str, n: int = 24) -> list[str]:
     """Real test sentences of the recipe's embedded corpus, of varied lengths."""
-    from toolkit.data.catalogs import build_catalog_corpus, load_catalog_splits
-    from toolkit.data.sentiment import build_sentiment_corpus, load_sentiment_splits
+    from recipes.sentiment.corpus import build_sentiment_corpus, load_sentiment_splits
+    from recipes.translation.catalogs import build_catalog_corpus, load_catalog_splits
 
     if recipe == "sentiment":
         pairs = load_sentiment_splits(build_sentiment_corpus("movie", limit=60, seed=0))

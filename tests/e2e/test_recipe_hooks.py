@@ -20,8 +20,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
+from recipes.captioning.scenes import FASHION_DIR
 from toolkit.data.audio import read_audio, resample
-from toolkit.data.scenes import FASHION_DIR
 from toolkit.evaluate import load_module
 from toolkit.export import export, load_runner
 from toolkit.train import CONF_DIR, train

@@ -19,8 +19,8 @@ from hydra.utils import instantiate
 
 from recipes.asr.data import collate
 from recipes.asr.model import CTCAttentionASR, ctc_attention_loss
+from recipes.asr.noise import NOISE_TYPES, NoiseMixer
 from toolkit.attention import available, capabilities, stateful
-from toolkit.data.noise import NOISE_TYPES, NoiseMixer
 from toolkit.evaluate import evaluate, load_module
 from toolkit.metrics.asr import error_rates
 from toolkit.metrics.significance import corpus_metric

@@ -21,11 +21,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from test_asr import SMALL  # the ASR tests' small model (tests/recipes is on sys.path)
 
-from recipes.asr.data import CharTokenizer, SentencePieceTokenizer, tokenizer_from_state
-from recipes.asr.module import ASRModule
-from toolkit.data.cache import DataError
-from toolkit.data.sentiment import domain_sentences
-from toolkit.data.speech import (
+from recipes.asr.corpus import (
     SENTENCE_SPLIT_SIZES,
     SENTENCE_WORDS,
     SPLIT_SIZES,
@@ -42,7 +38,10 @@ from toolkit.data.speech import (
     speech_text,
     wordnet_sentences,
 )
-from toolkit.data.vader import SDIST_ENV
+from recipes.asr.data import CharTokenizer, SentencePieceTokenizer, tokenizer_from_state
+from recipes.asr.module import ASRModule
+from toolkit.data.cache import DataError
+from toolkit.data.vader import SDIST_ENV, domain_sentences
 from toolkit.evaluate import evaluate, load_module
 from toolkit.metrics.asr import TextNormalization
 from toolkit.train import CONF_DIR

@@ -13,8 +13,8 @@ from PIL import Image
 
 from recipes.captioning.data import CaptioningDataModule
 from recipes.captioning.model import CachedAdditive, ShowAttendTell
+from recipes.captioning.scenes import FASHION_DIR
 from toolkit.data.cache import DataError
-from toolkit.data.scenes import FASHION_DIR
 from toolkit.metrics.caption import corpus_bleu
 from toolkit.metrics.significance import corpus_metric
 from toolkit.nn import MemoryAttention

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from toolkit.data import catalogs
+from recipes.translation import catalogs
 from toolkit.data.verify import verify_corpus
 
 ROOT = Path(__file__).resolve().parents[2]

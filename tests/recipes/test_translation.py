@@ -14,11 +14,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from recipes.translation.model import Seq2SeqRNN, Seq2SeqTransformer
-from recipes.translation.module import TranslationModule
-from toolkit.attention import available, capabilities, stateful
-from toolkit.data.cache import DataError
-from toolkit.data.catalogs import (
+from recipes.translation.catalogs import (
     FORMAT_SPEC,
     build_catalog_corpus,
     describe,
@@ -26,7 +22,11 @@ from toolkit.data.catalogs import (
     load_catalog_splits,
     split_of,
 )
-from toolkit.data.parallel import read_parallel
+from recipes.translation.model import Seq2SeqRNN, Seq2SeqTransformer
+from recipes.translation.module import TranslationModule
+from recipes.translation.parallel import read_parallel
+from toolkit.attention import available, capabilities, stateful
+from toolkit.data.cache import DataError
 from toolkit.metrics.significance import corpus_metric
 from toolkit.metrics.translation import corpus_scores
 from toolkit.runs import read_per_example

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.data import catalogs
-from toolkit.data.catalogs import SPLITS, build_catalog_corpus, describe, load_catalog_splits
+from recipes.translation import catalogs
+from recipes.translation.catalogs import SPLITS, build_catalog_corpus, describe, load_catalog_splits
 from toolkit.data.text import normalised_key
 
 HAS_CATALOGS = Path("/usr/share/locale/de/LC_MESSAGES").is_dir()

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from recipes.captioning.captions import load_image
 from toolkit.data.audio import read_audio, read_jsonl_manifest
 from toolkit.data.cache import DataError
-from toolkit.data.captions import load_image
 from toolkit.data.labelled import read_labelled_file
 from toolkit.predict import read_inputs
 

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from recipes.translation.parallel import read_aligned_files, read_parallel
 from toolkit.data.cache import DataError
 from toolkit.data.labelled import read_labelled_file
-from toolkit.data.parallel import read_aligned_files, read_parallel
 from toolkit.data.validate import Report, check_labelled, check_table
 
 SETTINGS = settings(max_examples=60, deadline=None,
@@ -131,7 +131,7 @@ def _speech_reader():
 
 
 def _caption_readers():
-    from toolkit.data import captions
+    from recipes.captioning import captions
 
     return [captions.read_coco_captions, captions.read_karpathy_split,
             captions.read_flickr8k_tokens]  # fmt: skip

@@ -8,8 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from toolkit.data.cache import DataError
-from toolkit.data.scenes import (
+from recipes.captioning.scenes import (
     COLOURS,
     FASHION_DIR,
     OBJECT_WORDS,
@@ -20,6 +19,7 @@ from toolkit.data.scenes import (
     load_scene_split,
     read_idx,
 )
+from toolkit.data.cache import DataError
 
 pytestmark = pytest.mark.skipif(
     not FASHION_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed"

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from recipes.sentiment.corpus import DOMAIN_FILES, build_sentiment_corpus, load_sentiment_splits
 from toolkit.data.cache import DataError, atomic_dir, sha256_file, write_json_atomic
 from toolkit.data.labelled import LabelMap, load_labelled_splits, read_labelled_file
-from toolkit.data.sentiment import DOMAIN_FILES, build_sentiment_corpus, load_sentiment_splits
 from toolkit.data.text import Vocab, collate_text_batch, tokenize
 from toolkit.data.vader import (
     CORPUS_ARCHIVE,
@@ -91,7 +91,7 @@ def test_build_is_reused_not_rebuilt(cache: Path, monkeypatch: pytest.MonkeyPatc
     def fail(*args: object) -> None:
         raise AssertionError("corpus was rebuilt")
 
-    monkeypatch.setattr("toolkit.data.sentiment.corpus_member", fail)
+    monkeypatch.setattr("recipes.sentiment.corpus.corpus_member", fail)
     assert build_sentiment_corpus("movie", limit=40) == out
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
     assert len(stamps) == 4

@@ -12,19 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from toolkit.data.audio import read_audio, read_jsonl_manifest, read_kaldi_dir, read_librispeech
-from toolkit.data.cache import DataError
-from toolkit.data.noise import (
-    NOISE_TYPES,
-    NoiseMixer,
-    band_power,
-    condition_grid,
-    high_pass,
-    mix_at_snr,
-    realised_snr,
-    reverb,
-)
-from toolkit.data.speech import (
+from recipes.asr.corpus import (
     SPLIT_SIZES,
     TEST_VOICES,
     TRAIN_VOICES,
@@ -34,6 +22,18 @@ from toolkit.data.speech import (
     held_out_record,
     number_words,
 )
+from recipes.asr.noise import (
+    NOISE_TYPES,
+    NoiseMixer,
+    band_power,
+    condition_grid,
+    high_pass,
+    mix_at_snr,
+    realised_snr,
+    reverb,
+)
+from toolkit.data.audio import read_audio, read_jsonl_manifest, read_kaldi_dir, read_librispeech
+from toolkit.data.cache import DataError
 from toolkit.metrics.asr import TextNormalization, error_rates, wer_grid
 
 RECORDED = "/usr/share/sounds/alsa/Noise.wav"
@@ -252,7 +252,7 @@ def test_test_and_valid_commands_never_occur_in_training():
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 def test_tiny_corpus_build(tmp_path):
-    from toolkit.data.speech import build_speech_corpus, load_speech_splits
+    from recipes.asr.corpus import build_speech_corpus, load_speech_splits
 
     folder = build_speech_corpus(tmp_path, limit=8, workers=1)
     manifest = json.loads((folder / "manifest.json").read_text())

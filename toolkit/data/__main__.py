@@ -6,7 +6,8 @@ problems, 2 on a usage error. Splits by name: ``train=… valid=… test=…`` (
 compared between them); translation's aligned text files: ``source=src.txt
 target=tgt.txt``; fields: ``text_field=… label_field=… source_field=… target_field=…``;
 audio: ``channels=1`` (the default; ``channels=0`` accepts any count); COCO captions:
-``image_dir=…``.
+``image_dir=…``. ``recipe=`` is a ``conf/recipe/<name>.yaml`` name or the dotted name of a
+recipe package; the recipe's ``validate.py`` hook does the checks (toolkit.recipe_hooks).
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from __future__ import annotations
 import sys
 
 from toolkit.data.validate import validate_files
+from toolkit.recipe_hooks import named_package
 
-RECIPES = ("sentiment", "translation", "captioning", "asr")
 USAGE = (
-    "usage: python -m toolkit.data validate recipe=<"
-    + "|".join(RECIPES)
-    + "> path=<file> [path=...] [train=... valid=... test=...] [source=... target=...]"
+    "usage: python -m toolkit.data validate recipe=<name> path=<file> [path=...]"
+    " [train=... valid=... test=...] [source=... target=...]"
     " [text_field=... label_field=... source_field=... target_field=... channels=N image_dir=...]"
 )
 OPTIONS = ("text_field", "label_field", "source_field", "target_field", "channels", "image_dir")
@@ -69,8 +69,10 @@ def main(argv: list[str]) -> int:
         else:
             print(f"unknown key {key!r}\n{USAGE}", file=sys.stderr)
             return 2
-    if recipe not in RECIPES:
-        print(f"unknown recipe {recipe!r}; valid choices: {', '.join(RECIPES)}", file=sys.stderr)
+    try:
+        package = named_package(recipe or "")
+    except ValueError as err:
+        print(err, file=sys.stderr)
         return 2
     if parallel:
         if set(parallel) != {"source", "target"}:
@@ -80,11 +82,7 @@ def main(argv: list[str]) -> int:
     if not files:
         print(f"no files given\n{USAGE}", file=sys.stderr)
         return 2
-    if recipe == "sentiment" and "train" not in files and len(files) > 1:
-        # path=a path=b ...: the first is the training split for the label-set comparison
-        keys = list(files)
-        files = {"train": files[keys[0]], **{f"split{i}": files[k] for i, k in enumerate(keys[1:])}}
-    report = validate_files(recipe, files, options)
+    report = validate_files(str(recipe), files, options, package)
     print(report.summary())
     return 0 if report.ok else 1
 

@@ -2,13 +2,15 @@
 
 The PyPI sdist (MIT) carries more than the wheel: ``additional_resources/
 hutto_ICWSM_2014.tar.gz`` with the human-rated sentences of Hutto & Gilbert (ICWSM 2014),
-used by :mod:`toolkit.data.sentiment`, and ``vaderSentiment/vader_lexicon.txt`` with the
+read by :func:`read_rows` and :func:`domain_sentences` (the sentiment corpus
+and the speech recipe's ``sentences`` text), and ``vaderSentiment/vader_lexicon.txt`` with the
 word valences. It is fetched once per machine with pip and checked against a pinned SHA-256.
 """
 
 from __future__ import annotations
 
 import codecs
+import html
 import io
 import json
 import math
@@ -17,7 +19,11 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
 
 from toolkit.data.cache import DataError, cache_root, sha256_bytes, sha256_file, write_json_atomic
 
@@ -155,3 +161,80 @@ def load_vader_lexicon() -> dict[str, float]:
     }
     write_json_atomic(cached, record)
     return lexicon
+
+
+# ----- the human-rated sentences (hutto_ICWSM_2014) --------------------------------------
+#: Domain name -> member of ``hutto_ICWSM_2014.tar.gz``.
+DOMAIN_FILES: dict[str, str] = {
+    "movie": "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt",
+    "tweets": "hutto_ICWSM_2014/tweets_GroundTruth.txt",
+    "products": "hutto_ICWSM_2014/amazonReviewSnippets_GroundTruth.txt",
+    "editorials": "hutto_ICWSM_2014/nytEditorialSnippets_GroundTruth.txt",
+}
+
+
+def clean_text(text: str) -> str:
+    # The files carry HTML entities (&amp; &lt;3), some escaped twice (&amp;amp; &amp;#39;);
+    # some rows have runs of spaces or trailing blanks.
+    for _ in range(3):
+        unescaped = html.unescape(text)
+        if unescaped == text:
+            break
+        text = unescaped
+    return " ".join(text.split())
+
+
+def read_rows(
+    data: bytes, member: str, desc: str, stats: dict[str, int]
+) -> Iterator[tuple[float, str]]:
+    """``(score, cleaned text)`` of every non-blank row of a ground-truth file; counts
+    ``rows`` and ``cp1252_lines`` into ``stats``."""
+    lines, stats["cp1252_lines"] = decode_lines(data)
+    for line_no, line in enumerate(tqdm(lines, desc=desc, unit="row", leave=False), start=1):
+        if not line.strip():
+            continue
+        parts = line.split("\t", 2)
+        if len(parts) < 3:
+            raise DataError(member, line_no, "text", "expected id<TAB>score<TAB>text")
+        try:
+            score = float(parts[1])
+        except ValueError:
+            score = math.nan
+        if not math.isfinite(score):
+            raise DataError(member, line_no, "score", f"not a number: {parts[1]!r}")
+        text = clean_text(parts[2])
+        if not text:
+            raise DataError(member, line_no, "text", "empty text")
+        stats["rows"] += 1
+        yield score, text
+
+
+def source_record(member: str, data: bytes) -> dict[str, Any]:
+    return {
+        "package": VADER_PACKAGE,
+        "version": VADER_VERSION,
+        "license": "MIT",
+        "sdist": VADER_SDIST_NAME,
+        "sdist_sha256": VADER_SDIST_SHA256,
+        "archive": CORPUS_ARCHIVE,
+        "member": member,
+        "member_sha256": sha256_bytes(data),
+    }
+
+
+def domain_sentences(domain: str = "movie") -> tuple[list[str], dict[str, Any]]:
+    """Every sentence of one ground-truth corpus whatever its rating, as plain English text
+    for other corpora (the speech recipe's ``sentences`` corpus).
+
+    Returns:
+        The sentences in file order (HTML entities decoded, blanks squeezed, repeats kept)
+        and the source record for a manifest (package, sdist and member checksums, row
+        counts).
+    """
+    if domain not in DOMAIN_FILES:
+        raise ValueError(f"unknown sentiment domain {domain!r}; valid: {', '.join(DOMAIN_FILES)}")
+    member = DOMAIN_FILES[domain]
+    data = corpus_member(vader_sdist(), member)
+    stats = {"rows": 0, "cp1252_lines": 0}
+    texts = [text for _, text in read_rows(data, member, f"sentences/{domain}", stats)]
+    return texts, {**source_record(member, data), "source_stats": stats}

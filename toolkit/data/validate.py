@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.data.cache import DataError
+from toolkit.recipe_hooks import config_package, named_package, package_hook_module
 
 TEXT_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".tsv": "tsv", ".csv": "csv"}
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -355,65 +356,25 @@ def check_media_paths(paths: Iterable[Path], report: Report, channels: int | Non
 
 # ----- by recipe ------------------------------------------------------------------------------
 def validate_files(
-    recipe: str, files: dict[str, Any], options: dict[str, Any] | None = None
-) -> Report:
-    """Validate ``files`` (split -> path, or ``path`` -> list of paths) for ``recipe``."""
+    recipe: str, files: dict[str, Any], options: dict[str, Any] | None = None,
+    package: str | None = None,
+) -> Report:  # fmt: skip
+    """Validate ``files`` (split -> path, or ``path<i>`` -> path, or a list of paths) for
+    ``recipe`` (a ``conf/recipe/<name>.yaml`` name, or a recipe package's dotted name; or
+    give ``package``). The recipe's ``<package>.validate.validate_files(files, options,
+    report)`` hook does the checks (:mod:`toolkit.recipe_hooks`); a recipe without one gets
+    its files checked as audio/image files or folders."""
     opts = dict(options or {})
     report = Report()
     splits = {k: v for k, v in files.items() if v is not None}
-    if recipe == "sentiment":
-        check_labelled(splits, opts.get("text_field", "text"), opts.get("label_field", "label"),
-                       report)  # fmt: skip
-    elif recipe == "translation":
-        for spec in splits.values():
-            check_parallel(spec, opts.get("source_field", "source"),
-                           opts.get("target_field", "target"), report)  # fmt: skip
-    elif recipe == "asr":
-        channels = opts.get("channels", 1) or None  # 0/None: any count (the reader downmixes)
-        for spec in splits.values():
-            p = Path(spec)
-            if p.suffix.lower() in (".jsonl", ".json"):
-                check_audio_manifest(p, report, channels=channels)
-            else:
-                check_media_paths([p], report, channels)
-    elif recipe == "captioning":
-        for spec in splits.values():
-            p = Path(spec)
-            if p.suffix.lower() == ".json" and p.is_file():
-                _check_coco(p, Path(opts.get("image_dir") or p.parent), report)
-            else:
-                check_media_paths([p], report)
+    helper = package_hook_module(package or named_package(recipe), "validate")
+    check = getattr(helper, "validate_files", None)
+    if check is not None:
+        check(splits, opts, report)
     else:
         for spec in splits.values():
-            check_media_paths([Path(spec)], report)
+            check_media_paths([Path(spec)], report, opts.get("channels", 1) or None)
     return report
-
-
-def _check_coco(path: Path, image_dir: Path, report: Report) -> None:
-    lines = read_lines(path, report)
-    if lines is None:
-        return
-    try:
-        data = json.loads("\n".join(lines))
-    except json.JSONDecodeError as e:
-        report.add(path, e.lineno, None, f"invalid JSON ({e.msg})")
-        return
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        report.add(path, None, None, "expected a COCO object with 'images' and 'annotations'")
-        return
-    ids = set()
-    for i, entry in enumerate(data["images"]):
-        report.records += 1
-        if not isinstance(entry, dict) or "file_name" not in entry or "id" not in entry:
-            report.add(path, None, f"images[{i}]", "needs 'id' and 'file_name'")
-            continue
-        ids.add(entry["id"])
-        check_image_file(image_dir / str(entry["file_name"]), report, (path, None, f"images[{i}]"))
-    for i, ann in enumerate(data.get("annotations") or []):
-        if not isinstance(ann, dict) or ann.get("image_id") not in ids:
-            report.add(path, None, f"annotations[{i}]", "unknown image id")
-        elif not isinstance(ann.get("caption"), str) or not ann["caption"].strip():
-            report.add(path, None, f"annotations[{i}].caption", "empty caption")
 
 
 def validate_config(cfg: Any) -> Report:
@@ -426,11 +387,9 @@ def validate_config(cfg: Any) -> Report:
     if not any(v is not None for v in files.values()):
         return Report()
     options = {k: data.get(k) for k in ("text_field", "label_field", "source_field",
-                                         "target_field", "image_dir") if data.get(k)}  # fmt: skip
-    recipe = cfg.recipe.name
-    options["channels"] = None  # the ASR reader downmixes: several channels are fine to train on
-    if recipe == "captioning" and data.get("format") not in (None, "coco"):
-        return Report()  # karpathy / flickr8k are checked by their readers
-    report = validate_files(recipe, files, options)
+                                         "target_field", "image_dir", "format")
+               if data.get(k)}  # fmt: skip
+    options["channels"] = None  # the readers downmix: several channels are fine to train on
+    report = validate_files(str(cfg.recipe.name), files, options, config_package(cfg))
     report.raise_if_bad()
     return report
