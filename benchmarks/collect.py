@@ -3,18 +3,17 @@
     python benchmarks/collect.py runs/sentiment/*/* --out runs/sentiment_table
 
 A thin command over :mod:`toolkit.report` (which reads only the run-folder contract of
-docs/run-folder.md); ``python -m toolkit.report RUNS --out DIR`` writes the full report (CSV,
-Markdown, self-contained HTML with plots and attention pictures) and ``python -m toolkit.compare``
+docs/run-folder.md): one row per run with the named metrics and the costs.
+``python -m toolkit.report RUNS --out DIR`` writes the full report (CSV, Markdown, learning
+curves, the cross-modal view, a self-contained HTML page) and ``python -m toolkit.compare``
 runs a grid first.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-from pathlib import Path
 
-from toolkit.report import COST_COLUMNS, Table, collect, find_runs
+from toolkit.report import collect, find_runs, metric_table, write_table
 
 
 def main() -> None:
@@ -25,24 +24,10 @@ def main() -> None:
     )
     parser.add_argument("--out", default=None, help="write OUT.md and OUT.csv")
     args = parser.parse_args()
-    names = args.metrics.split(",")
-    header = ["recipe", "model", "budget", "attention", "seed", *names, *COST_COLUMNS.values(),
-              "run"]  # fmt: skip
-    rows = []
-    for r in sorted(collect(find_runs(args.runs)), key=lambda r: (r.recipe, r.model, r.attention)):
-        rows.append(
-            [r.recipe, r.model, r.budget, r.attention, str(r.seed),
-             *[r.metrics.get(n) for n in names], *[r.costs.get(k) for k in COST_COLUMNS],
-             r.run_dir]
-        )  # fmt: skip
-    table = Table(header, rows).markdown()
-    print(table)
+    table = metric_table(collect(find_runs(args.runs)), args.metrics.split(","))
+    print(table.markdown())
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(table + "\n")
-        with open(out.with_suffix(".csv"), "w", newline="") as fh:
-            csv.writer(fh).writerows([header, *rows])
+        write_table(table, args.out)
 
 
 if __name__ == "__main__":

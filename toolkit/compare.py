@@ -12,7 +12,7 @@ a run that fails or times out is recorded in its ``compare.json`` and reported a
 What a recipe compares and how (attentions, budgets per profile, metrics) is its
 ``report:`` block in ``conf/recipe/<name>.yaml`` (conf/recipe/README.md); a recipe that
 lands later shows up with no change here. ``significance:`` (conf/compare.yaml) sets the
-reference type each other type is tested against on the test examples (toolkit/report.py).
+reference type each other type is tested against on the test examples (toolkit/report/).
 """
 
 from __future__ import annotations

@@ -43,6 +43,8 @@ class RecipeModule(pl.LightningModule):
         self.test_seconds = 0.0
         self._test_t0: float | None = None
         self._per_example: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
+        self._clock_start: float | None = None  # training clock of `time/elapsed_s`
+        self._elapsed_before = 0.0  # its reading in the checkpoint a run resumed from
 
     # ----- optimisation -------------------------------------------------------------
     def configure_optimizers(self):
@@ -70,6 +72,29 @@ class RecipeModule(pl.LightningModule):
     # ----- throughput ---------------------------------------------------------------
     def count_train(self, n: int) -> None:
         self.train_samples += int(n)
+
+    # ----- the learning-curve clock: `time/elapsed_s` in the CSV log ----------------------
+    def on_train_start(self) -> None:
+        self._clock_start = time.perf_counter() - self._elapsed_before
+
+    def elapsed_seconds(self) -> float:
+        """Wall-clock seconds since training started (the sanity check left out); a
+        resumed run continues from its checkpoint's reading."""
+        if self._clock_start is None:
+            return self._elapsed_before
+        return time.perf_counter() - self._clock_start
+
+    def on_validation_start(self) -> None:
+        # beside each validation pass's metrics (same CSV row): the time axis of the
+        # report's learning curves (docs/run-folder.md)
+        if self._clock_start is not None and not self.trainer.sanity_checking:
+            self.log("time/elapsed_s", self.elapsed_seconds())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["elapsed_s"] = self.elapsed_seconds()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._elapsed_before = float(checkpoint.get("elapsed_s", 0.0))
 
     def on_test_epoch_start(self) -> None:
         self.test_samples, self.test_seconds = 0, 0.0

@@ -114,16 +114,27 @@ def test_report_in_headless_chromium(server):
                 "#summary-sentiment tbody tr",
                 "rs => rs.map(r => Array.from(r.cells).map(c => c.textContent))",
             )
+            cross = page.eval_on_selector_all(
+                "#cross-modal tbody tr",
+                "rs => rs.map(r => Array.from(r.cells).map(c => c.textContent))",
+            )
             page.screenshot(path=str(artifacts / "report.png"), full_page=True)
         finally:
             browser.close()
     assert errors == []
-    # 5 plots (metric, latency, throughput, memory, params) + 3 attention pictures
-    assert len(widths) == 8 and all(w > 0 for w in widths), widths
+    # the cross-modal figure, 5 plots (metric, latency, throughput, memory, params) and
+    # 3 attention pictures; these runs have no CSV logs, so no learning curves
+    assert len(widths) == 9 and all(w > 0 for w in widths), widths
     assert requests == [f"{server}/index.html"]  # nothing else fetched: self-contained
     assert runs_s == 4
     assert sorted(runs_t) == ["missing", "ok"]
     assert [row[:4] for row in summary] == [["M", "—", "additive", "2/2"],
                                             ["M", "—", "multihead", "2/2"]]  # fmt: skip
     assert summary[0][4] == "0.7150 ± 0.0071"
+    # the cross-modal table: types × recipes, the reference first; no per-example files, so
+    # no significance marks
+    assert [row[:3] for row in cross] == [
+        ["multihead (reference)", "0.7650 [0.7015, 0.8285]", "12.5 (1 seed)"],
+        ["additive", "0.7150 [0.6515, 0.7785]", "—"],
+    ]
     assert (artifacts / "report.png").stat().st_size > 10_000

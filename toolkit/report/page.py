@@ -1,36 +1,42 @@
-"""The HTML page of the comparison report: plots (matplotlib, embedded as PNG data URIs),
-tables, and each recipe's attention pictures; one self-contained file, no network.
-
-Built by :func:`toolkit.report.build_report` from :class:`toolkit.report.Row` objects.
+"""Stage 3b of the report (rendering): the self-contained HTML page: tables, the figures of
+:mod:`toolkit.report.figures` embedded as PNG data URIs, and each recipe's attention pictures;
+one file, no network. Imports the collect, tables and figures stages only.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from toolkit.report import (
+from toolkit.report.collect import Row, attention_pictures, group_rows
+from toolkit.report.figures import (
+    attention_colors,
+    plot_cross_modal,
+    plot_curves,
+    plot_primary,
+    plot_tradeoff,
+)
+from toolkit.report.spec import RecipeReport
+from toolkit.report.tables import (
+    CrossModal,
     GroupStats,
-    RecipeReport,
-    Row,
     Significance,
     Table,
     analyse_all,
+    budget_table,
+    cross_modal,
     diagnostics_of,
     fmt,
-    group_rows,
     health_line,
-    mean_std,
+    learning_curves,
     run_table,
     sample_groups,
     significance_sentences,
     significance_table,
     summary_table,
-    summary_values,
 )
 
 # what the diagnostics the recipes write mean (shown under each recipe; unknown keys as is)
@@ -50,7 +56,7 @@ DIAGNOSTIC_HELP = {
 }
 
 
-# ----- plots ------------------------------------------------------------------------------
+# ----- text -------------------------------------------------------------------------------
 def _inline_code(text: str) -> str:
     """Escape ``text``; spans in backticks become <code>."""
     pieces = html.escape(text.strip()).split("`")
@@ -59,124 +65,6 @@ def _inline_code(text: str) -> str:
 
 def _png_data_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-
-
-def _figure_png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=96, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _colors(rows: Sequence[Row]) -> dict[str, str]:
-    """One colour per attention type, the same in every plot."""
-    return {a: f"C{i % 10}" for i, a in enumerate(sorted({r.attention for r in rows}))}
-
-
-def _label(model: str, attention: str, models: set[str]) -> str:
-    return attention if len(models) <= 1 else f"{model}/{attention}"
-
-
-def _panels(plt, n: int, width: float, height: float):
-    """``n`` panels, two per row (a wide page stays readable); unused panels hidden."""
-    cols = min(n, 2)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
-    flat = list(axes.flat)
-    for ax in flat[n:]:
-        ax.set_visible(False)
-    return fig, flat[:n]
-
-
-def plot_primary(rows: Sequence[Row], specs: dict[str, RecipeReport]) -> bytes | None:
-    """Primary task metric per attention type, one panel per recipe: every seed as a dot,
-    the mean ± std as a bar (no zero baseline: the differences are what matters)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [n for n in sorted(specs) if any(r.ok and r.recipe == n for r in rows)]
-    if not names:
-        return None
-    height = 1.2 + 0.32 * max(len(group_rows([r for r in rows if r.recipe == n])) for n in names)
-    fig, axes = _panels(plt, len(names), 5.2, height)
-    for ax, name in zip(axes, names):
-        spec = specs[name]
-        mine = [r for r in rows if r.recipe == name]
-        vals = summary_values(spec, mine, spec.primary)
-        models = {k[1] for k in vals}
-        labels = [_label(m, a, models) for (_, m, a) in vals]
-        colors = _colors(rows)
-        for i, ((_, _, attention), v) in enumerate(vals.items()):
-            y = len(vals) - 1 - i
-            if not v:
-                ax.text(0.02, y, "missing", transform=ax.get_yaxis_transform(), va="center",
-                        fontsize=8, color="#900")  # fmt: skip
-                continue
-            mean, std = mean_std(v)
-            ax.errorbar(mean, y, xerr=std or 0, fmt="s", color=colors[attention], capsize=3)
-            ax.scatter(v, [y] * len(v), s=10, color=colors[attention], alpha=0.5)
-        ax.set_yticks(range(len(labels)), labels[::-1], fontsize=8)
-        ax.set_ylim(-0.7, len(labels) - 0.3)
-        ax.grid(axis="x", alpha=0.3)
-        arrow = "↑" if spec.higher_is_better else "↓"
-        ax.set_title(f"{name}: {spec.primary} {arrow}")
-    fig.tight_layout()
-    return _figure_png(fig)
-
-
-def plot_tradeoff(
-    rows: Sequence[Row], specs: dict[str, RecipeReport], cost: str, xlabel: str
-) -> bytes | None:
-    """Primary metric against a cost (one panel per recipe, one point per run)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [
-        n
-        for n in sorted(specs)
-        if any(r.ok and r.recipe == n and r.costs.get(cost) is not None for r in rows)
-    ]
-    if not names:
-        return None
-    fig, axes = _panels(plt, len(names), 4.6, 4.2)
-    for ax, name in zip(axes, names):
-        spec = specs[name]
-        mine = [r for r in rows if r.recipe == name and r.ok]
-        groups = group_rows(mine)
-        models = {k[1] for k in groups}
-        markers = {m: "osD^v<>"[i % 7] for i, m in enumerate(sorted(models))}
-        for (_, model, attention), members in groups.items():
-            pts = [
-                (float(r.costs[cost]), r.metrics[spec.primary])
-                for r in members
-                if r.costs.get(cost) is not None and spec.primary in r.metrics
-            ]
-            if pts:
-                xs, ys = zip(*pts, strict=True)
-                ax.scatter(
-                    xs,
-                    ys,
-                    color=_colors(rows)[attention],
-                    marker=markers[model],
-                    label=_label(model, attention, models),
-                )
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(spec.primary)
-        ax.set_title(name)
-        if cost in ("params", "test_ms_per_sample"):
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2,
-                  frameon=False)  # fmt: skip
-    fig.tight_layout()
-    return _figure_png(fig)
 
 
 # ----- HTML -------------------------------------------------------------------------------
@@ -200,6 +88,32 @@ code{background:#f3f3f3;padding:0 3px}
 """
 
 TEXT_COLUMNS = {"model", "budget", "attention", "seed", "status", "runs", "trained"}
+
+
+def figure_html(caption: str, png: bytes | None) -> str:
+    """A figure with its caption, the PNG inline; empty without a PNG."""
+    if png is None:
+        return ""
+    esc = html.escape
+    return (
+        f'<figure class="plotfig"><img class="plot" alt="{esc(caption)}" '
+        f'src="{_png_data_uri(png)}"><figcaption>{esc(caption)}</figcaption></figure>'
+    )
+
+
+def cross_modal_caption(view: CrossModal) -> str:
+    """What the cross-modal table holds, in words (the Markdown and HTML both show it)."""
+    return (
+        "Rows: attention types; a column per recipe: its primary metric, mean over seeds and "
+        f"[95 % Student-t interval]; `*`: the paired bootstrap over test examples against "
+        f"`{view.reference}` (same seeds paired) is significant at p < {view.alpha:g}. "
+        f"Efficiency: the type's cost divided by `{view.reference}`'s in the same recipe and "
+        "setting, geometric mean over the (n) recipes where both ran (training throughput: "
+        "above 1 is faster; peak memory, test latency and parameters: below 1 is less). "
+        "Diagnostics: per recipe, the attention entropy (0 = one key, 1 = uniform) and its "
+        "modality's own measure (sentiment lexicon lift, translation monotonicity, captioning "
+        "grounding, speech CTC-span agreement), mean over seeds."
+    )
 
 
 def table_html(table: Table, table_id: str, best_col: str | None = None, higher=True) -> str:
@@ -234,12 +148,6 @@ def table_html(table: Table, table_id: str, best_col: str | None = None, higher=
         f'<div class="scroll"><table id="{esc(table_id)}"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
-
-
-def attention_pictures(run_dir: str, limit: int) -> list[Path]:
-    """The first ``limit`` pictures a run saved under ``attention/``."""
-    folder = Path(run_dir) / "attention"
-    return sorted(folder.glob("*.png"))[:limit] if folder.is_dir() else []
 
 
 def gallery_html(rows: Sequence[Row], per_run: int) -> str:
@@ -293,10 +201,26 @@ def write_html(
     intro: str = "",
     stats: dict[tuple[str, str, str], GroupStats] | None = None,
     sig: Significance | None = None,
+    view: CrossModal | None = None,
+    cross_png: bytes | None = None,
+    curve_pngs: dict[str, bytes] | None = None,
 ) -> None:
+    """The page; ``view``, ``cross_png`` and ``curve_pngs`` (recipe -> PNG) are what
+    :func:`toolkit.report.render.build_report` already computed, else computed here."""
     esc = html.escape
     sig = sig or Significance()
     stats = stats if stats is not None else analyse_all(rows, specs, sig)
+    colors = attention_colors(rows)
+    if view is None:
+        view = cross_modal(rows, specs, stats, sig)
+        cross_png = plot_cross_modal(view, colors)
+    if curve_pngs is None:
+        curve_pngs = {}
+        for name, spec in specs.items():
+            mine = [r for r in rows if r.recipe == name]
+            png = plot_curves(spec, learning_curves(spec, mine), colors)
+            if png is not None:
+                curve_pngs[name] = png
     n_ok = sum(r.ok for r in rows)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
@@ -315,6 +239,12 @@ def write_html(
                 summary_table(spec, mine), f"summary-{name}", spec.primary, spec.higher_is_better
             )
         )
+    parts += [
+        '<h2 id="cross-modal">Across modalities</h2>',
+        f'<p class="meta">{_inline_code(cross_modal_caption(view))}</p>',
+        table_html(view.table(), "cross-modal"),
+        figure_html("Primary metric per attention type and recipe", cross_png),
+    ]
     plots = [
         ("Task metric per attention type", plot_primary(rows, specs)),
         ("Quality vs inference latency", plot_tradeoff(rows, specs, "test_ms_per_sample",
@@ -326,12 +256,7 @@ def write_html(
         ("Quality vs parameters", plot_tradeoff(rows, specs, "params", "parameters (log)")),
     ]  # fmt: skip
     parts.append('<h2>Plots</h2><div class="plots">')
-    for caption, png in plots:
-        if png is not None:
-            parts.append(
-                f'<figure class="plotfig"><img class="plot" alt="{esc(caption)}" '
-                f'src="{_png_data_uri(png)}"><figcaption>{esc(caption)}</figcaption></figure>'
-            )
+    parts += [figure_html(caption, png) for caption, png in plots]
     parts.append("</div>")
     for name in sorted(specs):
         spec = specs[name]
@@ -359,6 +284,14 @@ def write_html(
             '<ul class="significance">'
             + "".join(f"<li>{_inline_code(t)}</li>" for t in significance_sentences(stats, name))
             + "</ul>",
+            "<h3>Learning curves and the budget used</h3>",
+            f'<p class="meta">validation <code>{esc(spec.curve_metric)}</code> from each run\'s '
+            "<code>logs/metrics.csv</code>: mean over seeds with a ± std band, against the "
+            "logged step and against the logged training seconds (<code>time/elapsed_s</code>)"
+            "; the budget each type used in optimiser steps and train seconds.</p>",
+            table_html(budget_table(spec, mine), f"budget-{name}"),
+            figure_html(f"{name}: validation curves", curve_pngs.get(name))
+            or '<p class="meta">these runs have no CSV log with this metric.</p>',
             "<h3>Every run</h3>",
             table_html(run_table(spec, mine), f"runs-{name}"),
             *[
