@@ -255,11 +255,19 @@ def read_checkpoint(path: str | os.PathLike[str], require_recipe: bool = True) -
     return raw
 
 
-@functools.lru_cache(maxsize=1)
 def allowed_targets() -> frozenset[str]:
     """Every class or function the shipped configs name (``_target_`` values and the
-    recipes' ``recipe.module``): the only code a checkpoint's stored config may import."""
+    recipes' ``recipe.module``): the only code a checkpoint's stored config may import.
+    Config folders of recipes from elsewhere count too (``$ATTN_TOOLKIT_CONF_PATH``, the
+    command's ``hydra.searchpath``: :func:`toolkit.recipe_hooks.extra_conf_dirs`)."""
+    from toolkit.recipe_hooks import extra_conf_dirs
+
     conf = Path(__file__).resolve().parent / "conf"
+    return _targets_in((str(conf), *map(str, extra_conf_dirs())))
+
+
+@functools.lru_cache(maxsize=8)
+def _targets_in(folders: tuple[str, ...]) -> frozenset[str]:
     found: set[str] = set()
 
     def walk(node: Any, key: str = "") -> None:
@@ -272,8 +280,9 @@ def allowed_targets() -> frozenset[str]:
         elif isinstance(node, str) and key in ("_target_", "module"):
             found.add(node)
 
-    for f in conf.rglob("*.yaml"):
-        walk(OmegaConf.to_container(OmegaConf.load(f), resolve=False))
+    for folder in folders:
+        for f in sorted(Path(folder).rglob("*.yaml")):
+            walk(OmegaConf.to_container(OmegaConf.load(f), resolve=False))
     return frozenset(found)
 
 

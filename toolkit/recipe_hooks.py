@@ -38,11 +38,31 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 _MISSING = object()
+#: config folders of recipes kept outside the toolkit (``os.pathsep``-separated)
+CONF_PATH_ENV = "ATTN_TOOLKIT_CONF_PATH"
+
+
+def extra_conf_dirs() -> list[Path]:
+    """The config folders of recipes from elsewhere: those in ``$ATTN_TOOLKIT_CONF_PATH``
+    and the ``file://`` entries of the running Hydra command's ``hydra.searchpath``. Their
+    ``recipe.module`` and ``_target_`` values may be imported from a checkpoint like the
+    toolkit's own (:func:`toolkit.lightning.allowed_targets`)."""
+    found = [Path(p) for p in os.environ.get(CONF_PATH_ENV, "").split(os.pathsep) if p]
+    if "hydra" in sys.modules:  # a Hydra command is running: its search path counts
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            for entry in HydraConfig.get().searchpath or ():
+                if str(entry).startswith("file://"):
+                    found.append(Path(str(entry)[len("file://") :]))
+    return [p for p in dict.fromkeys(found) if p.is_dir()]
 
 
 def recipe_package(module: Any) -> str:
@@ -58,21 +78,23 @@ def config_package(cfg: Any) -> str:
 
 def named_package(name: str, conf_dir: str | None = None) -> str:
     """The recipe package of ``name``: the package of ``recipe.module`` in
-    ``conf/recipe/<name>.yaml``, else ``name`` itself when it is an importable package
-    (a recipe from elsewhere, given by its dotted package name)."""
-    from omegaconf import OmegaConf
+    ``conf/recipe/<name>.yaml`` (the toolkit's conf, then :func:`extra_conf_dirs`), else
+    ``name`` itself when it is an importable package (given by its dotted name)."""
+    import yaml
 
     if conf_dir is None:
         from toolkit.paths import CONF_DIR as conf_dir
-    path = Path(conf_dir) / "recipe" / f"{name}.yaml"
-    if path.is_file():
-        return config_package(OmegaConf.load(path))
+    dirs = [Path(conf_dir), *extra_conf_dirs()]
+    for folder in dirs:
+        path = folder / "recipe" / f"{name}.yaml"
+        if name and path.is_file():
+            return config_package(yaml.safe_load(path.read_text(encoding="utf-8")))
     try:
         if name and importlib.util.find_spec(name) is not None:
             return name
     except (ImportError, ValueError):
         pass
-    known = sorted(p.stem for p in (Path(conf_dir) / "recipe").glob("*.yaml"))
+    known = sorted({p.stem for d in dirs for p in (d / "recipe").glob("*.yaml")})
     raise ValueError(f"unknown recipe {name!r}; valid choices: {', '.join(known)} "
                      "(or the dotted name of a recipe package)")  # fmt: skip
 

@@ -1,6 +1,8 @@
-"""The inference commands know recipes only through their hooks: a new recipe package with
-``predict.py`` / ``export.py`` gets toolkit.predict, toolkit.export and toolkit.api without a
-toolkit change, and the commands' code names no recipe."""
+"""The commands know recipes only through their hooks: a new recipe package with
+``predict.py`` / ``export.py`` / ``validate.py`` gets toolkit.predict, toolkit.export,
+toolkit.api and the data checks without a toolkit change, and the commands' code names no
+recipe (train -> evaluate -> predict -> export -> validate of a plug-in recipe with its own
+conf files: tests/e2e/test_plugin_recipe.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ("sentiment", "translation", "captioning", "asr")
 
 
-@pytest.mark.parametrize("name", ["predict.py", "export.py", "api.py", "recipe_hooks.py"])
+@pytest.mark.parametrize(
+    "name",
+    ["predict.py", "export.py", "api.py", "recipe_hooks.py", "data/validate.py",
+     "data/__main__.py", "data/__init__.py"],
+)  # fmt: skip
 def test_commands_name_no_recipe(name):
     """Identifiers and string constants (docstrings aside) of the command modules."""
     tree = ast.parse((ROOT / "toolkit" / name).read_text())
@@ -74,6 +80,13 @@ PACKAGE = {
 
         def predict_records(module, inputs, out_dir=None, plot=False, upper=False):
             return [{"echo": p["output"]} for p in predict_arrays(module, inputs, upper)]
+    """,
+    "validate.py": """
+        from toolkit.data.validate import check_table
+
+        def validate_files(files, options, report):
+            for path in files.values():
+                check_table(path, [options.get("text_field", "text")], report)
     """,
     "export.py": """
         import torch
@@ -140,3 +153,17 @@ def test_a_recipe_without_hooks_is_told_what_to_add(tmp_path):
 
     with pytest.raises(NotImplementedError, match=r"nowhere_recipe\.export\.export_graph"):
         export(bare, "torchscript", tmp_path)
+
+
+def test_a_new_recipe_gets_data_checks_from_its_validate_hook(echo_module, tmp_path):
+    from toolkit.data.__main__ import main
+    from toolkit.data.validate import validate_files
+
+    good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+    good.write_text('{"text": "hello"}\n')
+    bad.write_text('{"text": "hello"}\n{"txt": "x"}\n{"text": ""}\n')
+    assert validate_files("echo_recipe", {"train": good}).ok
+    report = validate_files("echo_recipe", {"train": bad})
+    assert [(p.line, p.field) for p in report.problems] == [(2, "text"), (3, "text")]
+    assert main(["validate", "recipe=echo_recipe", f"path={bad}"]) == 1
+    assert main(["validate", "recipe=no_such_recipe", f"path={bad}"]) == 2

@@ -321,13 +321,73 @@ def asr_metric(records: Sequence[dict[str, Any]], conditions: Sequence[str], nam
     return CorpusMetric(name, utts, parts, score, truth)
 
 
-#: the metrics of each per-example kind that can be bootstrapped
-SUPPORTED = {
-    "classification": ("accuracy", "f1_macro"),
-    "translation": ("bleu", "chrf"),
-    "captioning": ("bleu1", "bleu2", "bleu3", "bleu4", "cider"),
-    "asr": ("wer", "cer", "wer_<condition>", "cer_<condition>", "wer_avg_<level>"),
-}
+def _classification(header: dict[str, Any], records: Sequence[dict[str, Any]],
+                    metric: str) -> CorpusMetric:  # fmt: skip
+    ids = [r["id"] for r in records]
+    labels = [r["label"] for r in records]
+    predicted = [r["predicted"] for r in records]
+    if metric == "accuracy":
+        return accuracy_metric(ids, labels, predicted)
+    return macro_f1_metric(ids, labels, predicted, header.get("labels"))
+
+
+def _hypothesis_reference(header: dict[str, Any], records: Sequence[dict[str, Any]],
+                          metric: str) -> CorpusMetric:  # fmt: skip
+    return sacrebleu_metric([r["id"] for r in records], [r["hypothesis"] for r in records],
+                            [r["reference"] for r in records], metric,
+                            header.get("bleu_tokenize", "13a"))  # fmt: skip
+
+
+def _hypothesis_references(header: dict[str, Any], records: Sequence[dict[str, Any]],
+                           metric: str) -> CorpusMetric:  # fmt: skip
+    ids = [r["id"] for r in records]
+    hyps = [r["hypothesis"] for r in records]
+    refs = [list(r["references"]) for r in records]
+    if metric == "cider":
+        return cider_metric(ids, hyps, refs)
+    return caption_bleu_metric(ids, hyps, refs, int(metric[-1]))
+
+
+def _error_rates(header: dict[str, Any], records: Sequence[dict[str, Any]],
+                 metric: str) -> CorpusMetric:  # fmt: skip
+    return asr_metric(records, header.get("conditions") or [], metric)
+
+
+@dataclass(frozen=True)
+class PerExampleKind:
+    """How the per-example records of one ``kind`` (the file header's, toolkit/runs.py) are
+    bootstrapped: the metric names (``accepts``: which names it takes, default
+    ``metric in metrics``) and ``build(header, records, metric) -> CorpusMetric``."""
+
+    metrics: tuple[str, ...]
+    build: Callable[[dict[str, Any], Sequence[dict[str, Any]], str], CorpusMetric]
+    accepts: Callable[[str], bool] | None = None
+
+    def takes(self, metric: str) -> bool:
+        return self.accepts(metric) if self.accepts else metric in self.metrics
+
+
+#: per-example kind -> its bootstrap; the per-example formats of toolkit/runs.py. A recipe
+#: writing records of a new kind adds one with :func:`register_kind`.
+KINDS: dict[str, PerExampleKind] = {}
+
+
+def register_kind(
+    kind: str, metrics: Sequence[str],
+    build: Callable[[dict[str, Any], Sequence[dict[str, Any]], str], CorpusMetric],
+    accepts: Callable[[str], bool] | None = None,
+) -> None:  # fmt: skip
+    """Make ``corpus_metric`` (and so the paired bootstrap) read per-example files of
+    ``kind``."""
+    KINDS[kind] = PerExampleKind(tuple(metrics), build, accepts)
+
+
+register_kind("classification", ("accuracy", "f1_macro"), _classification)
+register_kind("translation", ("bleu", "chrf"), _hypothesis_reference)
+register_kind("captioning", ("bleu1", "bleu2", "bleu3", "bleu4", "cider"),
+              _hypothesis_references)  # fmt: skip
+register_kind("asr", ("wer", "cer", "wer_<condition>", "cer_<condition>", "wer_avg_<level>"),
+              _error_rates, lambda metric: metric[:3] in ("wer", "cer"))  # fmt: skip
 
 
 def corpus_metric(
@@ -339,28 +399,12 @@ def corpus_metric(
         ValueError: for a metric the file's kind cannot be bootstrapped on.
     """
     kind = header.get("kind")
-    ids = [r["id"] for r in records]
-    if kind == "classification" and metric in SUPPORTED[kind]:
-        labels = [r["label"] for r in records]
-        predicted = [r["predicted"] for r in records]
-        if metric == "accuracy":
-            return accuracy_metric(ids, labels, predicted)
-        return macro_f1_metric(ids, labels, predicted, header.get("labels"))
-    if kind == "translation" and metric in SUPPORTED[kind]:
-        return sacrebleu_metric(ids, [r["hypothesis"] for r in records],
-                                [r["reference"] for r in records], metric,
-                                header.get("bleu_tokenize", "13a"))  # fmt: skip
-    if kind == "captioning" and metric in SUPPORTED[kind]:
-        hyps = [r["hypothesis"] for r in records]
-        refs = [list(r["references"]) for r in records]
-        if metric == "cider":
-            return cider_metric(ids, hyps, refs)
-        return caption_bleu_metric(ids, hyps, refs, int(metric[-1]))
-    if kind == "asr" and metric[:3] in ("wer", "cer"):
-        return asr_metric(records, header.get("conditions") or [], metric)
+    spec = KINDS.get(str(kind))
+    if spec is not None and spec.takes(metric):
+        return spec.build(header, records, metric)
     raise ValueError(
         f"no per-example bootstrap for {metric!r} of a {kind!r} run; supported: "
-        f"{', '.join(SUPPORTED.get(str(kind), ())) or 'none'}"
+        f"{', '.join(spec.metrics if spec else ()) or 'none'}"
     )
 
 
