@@ -18,8 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from toolkit import precision
 from toolkit.cli import run_with_key_help
 from toolkit.lightning import CheckpointError, read_checkpoint
+from toolkit.paths import CONF_DIR
 from toolkit.runs import import_object, write_metrics, write_per_example
-from toolkit.train import CONF_DIR, count_params
+from toolkit.train import count_params
 
 
 def load_module(ckpt: str | Path) -> pl.LightningModule:

@@ -23,7 +23,7 @@ import hydra
 import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -40,10 +40,12 @@ from toolkit.lightning import (
     read_checkpoint,
     resumable_loader,
 )
+from toolkit.paths import CONF_DIR
 from toolkit.runs import import_object, write_config, write_metrics, write_per_example
 
 log = logging.getLogger(__name__)
-CONF_DIR = str(Path(__file__).resolve().parent / "conf")
+# the checkpoint callback whose best checkpoint the test pass uses (conf/callbacks/checkpoints.yaml)
+BEST_CHECKPOINT = "model_checkpoint"
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -67,9 +69,34 @@ def load_init_weights(module: pl.LightningModule, path: str) -> None:
         log.info("skipped (missing or shape mismatch): %s", ", ".join(skipped[:20]))
 
 
-def extra_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    """Callbacks of the ``callbacks`` group (``callbacks=ema`` ...)."""
-    return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+def build_callbacks(
+    cfg: DictConfig, run_dir: Path
+) -> tuple[dict[str, ModelCheckpoint], list[pl.Callback]]:
+    """The ``callbacks`` config node, built: ``(checkpoints by name, other callbacks)``.
+
+    Every ``ModelCheckpoint`` (conf/callbacks/checkpoints.yaml) writes into
+    ``<run_dir>/checkpoints``; one whose ``every_n_train_steps`` is null or 0 (the step
+    checkpoint while ``checkpoint_every_n_steps`` is null) is off. The others are the
+    ``callbacks`` group's choice (``callbacks=ema`` ...), in config order.
+    """
+    checkpoints: dict[str, ModelCheckpoint] = {}
+    others: list[pl.Callback] = []
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if node is None:
+            continue
+        target = get_object(node._target_) if node.get("_target_") else None
+        if isinstance(target, type) and issubclass(target, ModelCheckpoint):
+            if "every_n_train_steps" in node and not node.every_n_train_steps:
+                continue
+            checkpoints[str(name)] = instantiate(node, dirpath=run_dir / "checkpoints")
+        else:
+            others.append(instantiate(node))
+    if BEST_CHECKPOINT not in checkpoints:
+        raise ValueError(
+            f"callbacks.{BEST_CHECKPOINT} is missing: the run needs its best-checkpoint "
+            "callback (conf/callbacks/checkpoints.yaml)"
+        )
+    return checkpoints, others
 
 
 def count_params(module: torch.nn.Module) -> int:
@@ -130,33 +157,6 @@ def continue_csv_log(logger: Any, last_step: int) -> None:
         out.writerows(kept)
     tmp.replace(metrics_csv)
     writer.metrics_keys = list(fields)
-
-
-def checkpoint_callbacks(cfg: DictConfig, run_dir: Path) -> list[ModelCheckpoint]:
-    """Best-by-monitor + last.ckpt, and with ``checkpoint_every_n_steps`` a rolling
-    step checkpoint (the newest one kept) for crash recovery."""
-    best = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="best-epoch{epoch:02d}-step{step}",
-        monitor=cfg.recipe.monitor,
-        mode=cfg.recipe.monitor_mode,
-        save_last=True,
-        save_top_k=1,
-        auto_insert_metric_name=False,
-    )
-    every = cfg.get("checkpoint_every_n_steps")
-    if not every:
-        return [best]
-    steps = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="step{step:06d}",
-        every_n_train_steps=int(every),
-        save_top_k=1,
-        monitor="step",
-        mode="max",
-        auto_insert_metric_name=False,
-    )
-    return [best, steps]
 
 
 def resolve_precision(cfg: DictConfig) -> precision_mod.Precision:
@@ -260,15 +260,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.get("init_from") and resumed is None:
         load_init_weights(module, cfg.init_from)
 
-    checkpoints = checkpoint_callbacks(cfg, run_dir)
-    checkpoint = checkpoints[0]
+    checkpoints, callbacks = build_callbacks(cfg, run_dir)
+    checkpoint = checkpoints[BEST_CHECKPOINT]
     logger = instantiate(cfg.logger, save_dir=str(run_dir)) if cfg.get("logger") else False
     if resumed is not None and is_zero and isinstance(logger, CSVLogger):
         continue_csv_log(logger, int(resumed.get("global_step", 0)))
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
         logger=logger,
-        callbacks=[*checkpoints, ExactResume(), *extra_callbacks(cfg)],
+        callbacks=[*checkpoints.values(), ExactResume(), *callbacks],
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run_dir),
     )

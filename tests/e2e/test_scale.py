@@ -15,8 +15,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
+from toolkit.paths import CONF_DIR
 from toolkit.precision import bf16_native, describe_cpu
-from toolkit.train import CONF_DIR, train
+from toolkit.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
 LANDED = {"sentiment", "translation", "captioning", "asr"}  # each runs in the fast suite (~6 s)

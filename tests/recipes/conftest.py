@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from toolkit.train import CONF_DIR
+from toolkit.paths import CONF_DIR
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,9 @@ from toolkit.attention import available, capabilities, stateful
 from toolkit.evaluate import evaluate, load_module
 from toolkit.metrics.asr import error_rates
 from toolkit.metrics.significance import corpus_metric
+from toolkit.paths import CONF_DIR
 from toolkit.runs import read_per_example
-from toolkit.train import CONF_DIR, train
+from toolkit.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")

@@ -44,7 +44,7 @@ from toolkit.data.cache import DataError
 from toolkit.data.vader import SDIST_ENV, domain_sentences
 from toolkit.evaluate import evaluate, load_module
 from toolkit.metrics.asr import TextNormalization
-from toolkit.train import CONF_DIR
+from toolkit.paths import CONF_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")

@@ -41,7 +41,7 @@ def test_compose_encoders_and_models(compose_cfg):
     assert cfg.model._target_.endswith("ShowAttendTell") and cfg.model.encoder.backbone == "cnn"
     assert cfg.decode.beam_size >= 1 and cfg.recipe.monitor == "val/bleu4"
     cfg = compose_cfg(
-        "recipe=captioning", "encoder=efficientnet_lite0", "encoder.freeze=false",
+        "recipe=captioning", "model/encoder=efficientnet_lite0", "model.encoder.freeze=false",
         "model=transformer", "regions=boxes",
     )  # fmt: skip
     assert cfg.model._target_.endswith("CaptionTransformer")
@@ -125,12 +125,12 @@ def test_tiny_overfit_and_evaluate(compose_cfg, tmp_path):
     from hydra.core.global_hydra import GlobalHydra
 
     from toolkit.evaluate import evaluate
-    from toolkit.train import CONF_DIR
+    from toolkit.paths import CONF_DIR
 
     # 32 images, 4 batches of 8 per epoch, 150 epochs (600 steps): about 90 s on 1 thread
     cfg = compose_cfg(
         *TINY, "data.batch_size=8", "trainer.max_epochs=150",
-        "trainer.check_val_every_n_epoch=150", "model.dropout=0.0", "encoder.dropout=0.0",
+        "trainer.check_val_every_n_epoch=150", "model.dropout=0.0", "model.encoder.dropout=0.0",
         "model.hidden_dim=128", "model.embed_dim=64", "scheduler.warmup_steps=10",
         "optimizer.lr=5e-3", "decode.beam_size=1", "attention_examples=1",
     )  # fmt: skip
@@ -251,7 +251,9 @@ def test_efficientnet_encoder_and_photo_prediction(compose_cfg, tmp_path):
     from recipes.captioning.predict import caption_images
     from toolkit.evaluate import load_module
 
-    cfg = compose_cfg(*TINY, "debug=fast", "encoder=efficientnet_lite0", "attention=multihead")
+    cfg = compose_cfg(
+        *TINY, "debug=fast", "model/encoder=efficientnet_lite0", "attention=multihead"
+    )
     result = train(cfg, tmp_path / "run")
     assert result["metrics"]["grounding_chance"] >= 0
     module = load_module(tmp_path / "run" / "checkpoints" / "last.ckpt")

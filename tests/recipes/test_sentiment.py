@@ -75,8 +75,8 @@ def test_fast_run_and_evaluate_write_per_example_scores(compose_cfg, tmp_path):
 
     from toolkit.evaluate import evaluate
     from toolkit.metrics.significance import compare_per_example, corpus_metric
+    from toolkit.paths import CONF_DIR
     from toolkit.runs import read_per_example
-    from toolkit.train import CONF_DIR
 
     cfg = compose_cfg("recipe=sentiment", "attention=additive", "debug=fast", *TINY)
     result = train(cfg, tmp_path / "run")

