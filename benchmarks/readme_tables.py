@@ -141,6 +141,37 @@ def asr_decode_sweep() -> str:
     return "\n".join(_md(head, [[r[k] for k in keys] for r in rows], right=3))
 
 
+ASR_SENTENCES = "recipes/asr/results/sentences"
+
+
+def asr_sentences() -> str:
+    """The open-vocabulary variant (sentencepiece units, CTC greedy) before and after the
+    larger sentence corpus and the 2,200-step budget."""
+    before = _json(f"{ASR_BEFORE}/sentences_readme_table.json")
+    now = _json(f"{ASR_SENTENCES}/metrics.json")
+    m, data = now["metrics"], now["data"]
+    held = data["held_out"]
+    budget = now["budget"]
+    rows = [
+        ["training text", before["corpus"],
+         f"movie-review + WordNet sentences: {data['counts']['train']:,} utterances, "
+         "each a different sentence"],
+        ["test words never heard in training", "—",
+         f"{held['test_words_unseen_in_train']} of {held['test_words']}"],
+        ["budget", before["budget"],
+         f"{budget['epochs']:g} epochs ({budget['steps']:,} steps), "
+         f"{now['train_seconds'] / 60:.0f} minutes"],
+        ["decoding", before["decode"], _decode(now)],
+        ["WER clean (%)", _pct(before["wer"]), _pct(m["wer"])],
+        ["CER clean (%)", _pct(before["cer"]), _pct(m["cer"])],
+        ["WER 10 dB, mean of 5 noises (%)", _pct(before["wer_avg_10"]),
+         _pct(_mean_wer(m, "", "10"))],
+        ["WER 0 dB, mean of 5 noises (%)", _pct(before["wer_avg_0"]),
+         _pct(_mean_wer(m, "", "0"))],
+    ]  # fmt: skip
+    return "\n".join(_md(["", "before", "now"], rows))
+
+
 # ----------------------------------------------------------------------------- translation
 
 TR_NOW = "recipes/translation/results/default"
@@ -187,6 +218,144 @@ def _epochs(saved: dict[str, Any]) -> str:
     return f"{saved['epochs']}" + (f" ({steps:,})" if steps else "")
 
 
+# ----------------------------------------------------------------------------- captioning
+
+CAP = "recipes/captioning/results"
+
+
+def _previous(path: str) -> dict[str, dict[str, Any]]:
+    """A transcribed table of earlier figures (``previous/readme_table.json``): row name ->
+    column -> value."""
+    saved = _json(path)
+    return {name: dict(zip(saved["columns"], values, strict=True))
+            for name, values in saved["rows"].items()}  # fmt: skip
+
+
+def _num(value: float | None, digits: int = 1, scale: float = 1.0) -> str:
+    return "—" if value is None else f"{scale * value:,.{digits}f}"
+
+
+CAPTION_ROWS = (
+    ("default", "LSTM + additive, beam 3"),
+    ("default-greedy", "same checkpoint, greedy"),
+    ("ablation-mean", "ablation: mean over regions, beam 3"),
+)
+
+
+def _caption_row(saved: dict[str, Any]) -> dict[str, Any]:
+    m = saved["metrics"]
+    keys = ("bleu1", "bleu2", "bleu3", "bleu4", "cider", "grounding", "grounding_chance",
+            "chair_i", "chair_s", "exact_match")  # fmt: skip
+    row = {k: m.get(k) for k in keys}
+    row["train_seconds"] = saved.get("train_seconds")
+    row["params"] = saved.get("params")
+    return row
+
+
+def captioning_summary() -> str:
+    """The default config (and its greedy decoding and the mean-over-regions ablation), the
+    figures before (ties counted as pointing-game hits) beside the re-measured ones."""
+    before = _previous(f"{CAP}/previous/readme_table.json")
+    head = ["model", "", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "CIDEr-D", "grounding (chance)",
+            "CHAIR-i", "CHAIR-s", "exact", "train s", "params"]  # fmt: skip
+    rows = []
+    for name, label in CAPTION_ROWS:
+        path = ROOT / CAP / name / "metrics.json"
+        runs = [("before", before[name])]
+        if path.is_file():
+            runs.append(("now", _caption_row(_json(f"{CAP}/{name}/metrics.json"))))
+        for when, r in runs:
+            ground = r["grounding"]
+            rows.append([
+                label, when, *[_num(r[k]) for k in ("bleu1", "bleu2", "bleu3", "bleu4")],
+                _num(r["cider"], 2),
+                "—" if ground is None else f"{_pct(ground)} % ({_pct(r['grounding_chance'])} %)",
+                f"{_pct(r['chair_i'])} %", f"{_pct(r['chair_s'])} %",
+                f"{_pct(r['exact_match'])} %",
+                "—" if when == "now" and name.endswith("greedy") else _num(r["train_seconds"], 0),
+                _num(r["params"], 0),
+            ])  # fmt: skip
+    return "\n".join(_md(head, rows, right=2))
+
+
+# ----------------------------------------------------------------------------- sentiment
+
+SENT = "recipes/sentiment/results"
+SENT_ROWS = (
+    *[("BiGRU", f"bigru-{t}", t) for t in
+      ("additive", "general", "dot", "scaled_dot", "multihead", "linear", "uniform")],
+    ("Transformer (2 layers)", "transformer-multihead", "multihead"),
+    ("Transformer (2 layers)", "transformer-local", "local"),
+)  # fmt: skip
+
+
+def sentiment_types() -> str:
+    """Every pooling type with the default config (one seed), accuracy before beside now."""
+    before = _previous(f"{SENT}/previous/readme_table.json")
+    head = ["model", "attention", "accuracy before", "accuracy", "macro-F1", "entropy",
+            "lexicon lift", "train s", "params"]  # fmt: skip
+    rows = []
+    for model, name, kind in SENT_ROWS:
+        if not (ROOT / SENT / "default" / name / "metrics.json").is_file():
+            continue
+        saved = _json(f"{SENT}/default/{name}/metrics.json")
+        m = saved["metrics"]
+        old = before.get(name, {}).get("accuracy")
+        rows.append([
+            model, f"`{kind}`", _num(old, 3), _num(m["accuracy"], 3), _num(m["f1_macro"], 3),
+            _num(m.get("attention_entropy"), 3), _num(m.get("attention_lexicon_lift"), 2),
+            _num(saved["train_seconds"], 0), f"{saved['params'] / 1e6:.2f} M",
+        ])  # fmt: skip
+    return "\n".join(_md(head, rows, right=2))
+
+
+def _sentiment_seeds(kind: str) -> list[dict[str, Any]]:
+    names = [f"bigru-{kind}", f"bigru-{kind}-seed2", f"bigru-{kind}-seed3"]
+    return [_json(f"{SENT}/default/{n}/metrics.json") for n in names]
+
+
+def _per_example(folder: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from toolkit.runs import read_per_example
+
+    return read_per_example(ROOT / folder)
+
+
+def sentiment_seeds() -> str:
+    """Three seeds of additive and multihead pooling: mean and 95 % t-interval over seeds,
+    and the paired bootstrap over test sentences (seeds paired) of each against the other
+    and of every type's default-seed run against ``uniform``."""
+    from toolkit.metrics.significance import compare_per_example, seed_interval
+
+    head = ["attention", "seeds", "accuracy per seed", "mean", "95 % interval over seeds"]
+    rows = []
+    for kind in ("additive", "multihead"):
+        runs = _sentiment_seeds(kind)
+        acc = [r["metrics"]["accuracy"] for r in runs]
+        iv = seed_interval(acc)
+        rows.append([f"`{kind}`", ", ".join(str(r["seed"]) for r in runs),
+                     " / ".join(f"{a:.3f}" for a in acc), f"{iv.mean:.3f}",
+                     f"{iv.low:.3f} – {iv.high:.3f}"])  # fmt: skip
+    lines = _md(head, rows)
+    pairs = []
+    for suffix in ("", "-seed2", "-seed3"):
+        ref = _per_example(f"{SENT}/default/bigru-multihead{suffix}")
+        system = _per_example(f"{SENT}/default/bigru-additive{suffix}")
+        pairs.append((ref, system))
+    tests = [("`additive` − `multihead` (3 seeds, paired)", compare_per_example(pairs, "accuracy"))]
+    uniform = _per_example(f"{SENT}/default/bigru-uniform")
+    for _, name, kind in SENT_ROWS:
+        if name.startswith("bigru") and kind != "uniform":
+            system = _per_example(f"{SENT}/default/{name}")
+            tests.append((f"`{kind}` − `uniform` (BiGRU, seed 1234)",
+                          compare_per_example([(uniform, system)], "accuracy")))  # fmt: skip
+    body = [[label, f"{100 * t.difference:+.1f}", f"{100 * t.low:+.1f} … {100 * t.high:+.1f}",
+             f"{t.p_value:.3f}", "yes" if t.significant() else "no"]
+            for label, t in tests]  # fmt: skip
+    lines += ["", *_md(["difference in accuracy (points)", "observed", "95 % interval",
+                        "p", "significant at 0.05"], body)]  # fmt: skip
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- registry
 
 BLOCKS: dict[str, tuple[str, Callable[[], str]]] = {
@@ -194,7 +363,11 @@ BLOCKS: dict[str, tuple[str, Callable[[], str]]] = {
     "asr-wer": ("recipes/asr/README.md", asr_wer),
     "asr-ctc-wer": ("recipes/asr/README.md", asr_ctc_wer),
     "asr-decode-sweep": ("recipes/asr/README.md", asr_decode_sweep),
+    "asr-sentences": ("recipes/asr/README.md", asr_sentences),
     "translation-summary": ("recipes/translation/README.md", translation_summary),
+    "captioning-summary": ("recipes/captioning/README.md", captioning_summary),
+    "sentiment-types": ("recipes/sentiment/README.md", sentiment_types),
+    "sentiment-seeds": ("recipes/sentiment/README.md", sentiment_seeds),
 }
 
 
