@@ -9,13 +9,18 @@ Usage::
 For each attention type and sequence length it measures the forward pass (``fwd``: eval
 mode, under ``torch.no_grad()``) and forward + backward (``fwd_bwd``: train mode, dropout 0,
 inputs requiring grad), reporting the median wall time and the peak memory. Besides the
-registered types it runs three references and one extra row:
+registered types it runs four references and three extra rows:
 
 * ``naive``: ``softmax(Q Kᵀ / √d) V`` written with plain PyTorch ops on ``(B, H, T, hd)``;
 * ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention`` on ``(B, H, T, hd)``;
+* ``sdpa_masked``: the same fused call under ``local``'s band mask (its benchmark window;
+  a boolean ``(T, T)`` mask built before the measured call, as a user would pass it);
 * ``torch_mha``: ``torch.nn.MultiheadAttention(E, H, batch_first=True)``, self-attention,
   called with ``need_weights=False``;
-* ``scaled_dot_eager``: the ``scaled_dot`` block with its fused path switched off.
+* ``scaled_dot_eager``: the ``scaled_dot`` block with its fused path switched off;
+* ``local_blocked`` / ``local_dense``: ``local`` held to one side of its dispatch (the
+  blocked path wherever a block fits / dense SDPA under the band mask): where they cross
+  is ``LocalAttention.BLOCKED_FROM``.
 
 Registered cores see ``(B, H, T, hd)`` query/key/value tensors (the shapes ``sdpa`` sees);
 ``multihead`` and ``torch_mha`` see one ``(B, T, E)`` input used as query, key and value.
@@ -60,8 +65,10 @@ EMBED = HEADS * HEAD_DIM
 FULL_LENGTHS = [256, 512, 1024, 2048, 4096, 8192]
 QUICK_LENGTHS = [1024, 8192]
 PASSES = ("fwd", "fwd_bwd")
-REFERENCES = ("naive", "sdpa", "torch_mha")
-EXTRA = ("scaled_dot_eager",)
+REFERENCES = ("naive", "sdpa", "sdpa_masked", "torch_mha")
+EXTRA = ("scaled_dot_eager", "local_blocked", "local_dense")
+# ``local`` held to one side of its dispatch: ``blocked_from`` for each extra row.
+LOCAL_SIDES = {"local_blocked": 0.0, "local_dense": math.inf}
 WARM_LEN = 128  # length of the warm-up call each case process makes before measuring
 FIRST_CAP_FACTOR = 4  # first length of a type/pass: skip if est. > 4x the cap (from WARM_LEN)
 FORCE_CAP_FACTOR = 4  # a case a target needs still runs (one call) up to 4x the cap
@@ -97,7 +104,7 @@ QUICK = Mode(True, 0.05, 0.15, 1, 5, 0.5, 2.5, 60.0)
 
 def build_module(name: str) -> nn.Module | None:
     """The module benchmarked as ``name`` (None for the functional references)."""
-    if name in ("naive", "sdpa"):
+    if name in ("naive", "sdpa", "sdpa_masked"):
         return None
     if name == "torch_mha":
         return nn.MultiheadAttention(EMBED, HEADS, dropout=0.0, batch_first=True)
@@ -108,13 +115,23 @@ def build_module(name: str) -> nn.Module | None:
         module.fast_path = False  # eager maths, weights computed (not returned)
         return module
     options = {"query_dim": HEAD_DIM, "key_dim": HEAD_DIM, "dropout": 0.0}
+    if name in LOCAL_SIDES:
+        options["blocked_from"] = LOCAL_SIDES[name]
+        name = "local"
     options.update(attention.capabilities(name).benchmark_options)  # declared at registration
     return attention.build(name, **options)
+
+
+def band_window() -> int:
+    """The window of ``sdpa_masked``'s band: ``local``'s benchmark window."""
+    return int(attention.capabilities("local").benchmark_options.get("window", 64))
 
 
 def growth_exponent(name: str) -> float:
     """Asymptotic growth of time and memory with the sequence length, for the skip
     predictor: the registered type's ``benchmark_growth``, 2 for the references."""
+    if name in LOCAL_SIDES:
+        return 1.0 if name == "local_blocked" else 2.0
     if name in attention.available():
         return attention.capabilities(name).benchmark_growth
     return 2.0
@@ -170,6 +187,12 @@ def make_case(name: str, seq_len: int, pass_: str, device: str, dtype: torch.dty
 
             def fn():
                 return F.scaled_dot_product_attention(q, k, v)
+
+        elif name == "sdpa_masked":
+            band = attention.band_mask(seq_len, seq_len, band_window(), False, device)
+
+            def fn():
+                return F.scaled_dot_product_attention(q, k, v, attn_mask=band)
 
         else:
 
@@ -469,13 +492,16 @@ def needed_by_targets(name: str, seq_len: int, lengths) -> bool:
     big = 8192 if 8192 in lengths else max(lengths)
     if name in ("scaled_dot", "sdpa", "multihead", "torch_mha"):
         return True
+    if name in ("local", "sdpa_masked") and seq_len >= LOCAL_FROM:
+        return True
     if name in ("local", "naive", "linear") and seq_len == big:
         return True
     return name in ("additive", "scaled_dot_eager") and seq_len == 2048
 
 
-# A registered block and the reference its time is compared with (targets 1a/1b).
-PAIRS = (("scaled_dot", "sdpa"), ("multihead", "torch_mha"))
+# A registered block and the reference its time is compared with (targets 1a/1b, 6).
+PAIRS = (("scaled_dot", "sdpa"), ("multihead", "torch_mha"), ("local", "sdpa_masked"))
+LOCAL_FROM = 1024  # target 6 holds local to sdpa_masked from this length on
 
 
 def run_groups(names) -> list[tuple[str, ...]]:
@@ -675,12 +701,12 @@ def loglog_slope(points: list[tuple[float, float]]) -> float | None:
 def targets_md(results: dict, lengths) -> str:
     out = []
 
-    def ratio_check(title, name, ref, limit=1.05):
+    def ratio_check(title, name, ref, limit=1.05, at=None):
         out.append(f"### {title}")
         oks = []
         for pass_ in PASSES:
             parts = []
-            for seq_len in lengths:
+            for seq_len in lengths if at is None else at:
                 a = _get(results, name, seq_len, pass_, "ms_median")
                 b = _get(results, ref, seq_len, pass_, "ms_median")
                 if a is None or b is None:
@@ -703,6 +729,38 @@ def targets_md(results: dict, lengths) -> str:
 
     big = 8192 if 8192 in lengths else max(lengths)
     note = "" if big == 8192 else f" (8192 not run: using {big})"
+
+    out.append(f"### 5. local vs fused dense sdpa at {big}{note}: >= 5x faster, peak memory <= 2x")
+    oks = []
+    for pass_ in PASSES:
+        lt, st = (_get(results, n, big, pass_, "ms_median") for n in ("local", "sdpa"))
+        lm, sm = (_get(results, n, big, pass_, "peak_mib") for n in ("local", "sdpa"))
+        if None in (lt, st, lm, sm):
+            oks.append(None)
+            out.append(f"- {pass_}: n/a (a case was not measured)")
+            continue
+        fast_ok, mem_ok = st >= 5 * lt, lm <= 2 * sm
+        oks.append(fast_ok and mem_ok)
+        out.append(
+            f"- {pass_}: time {lt:.1f} vs {st:.1f} ms = {st / lt:.1f}x faster "
+            f"{'ok' if fast_ok else 'SHORT'}; memory {lm:.1f} vs {sm:.1f} MiB = "
+            f"{lm / max(sm, 1e-9):.2f}x {'ok' if mem_ok else 'OVER'}"
+        )
+    out.append(f"- **{_status(oks)}**")
+    out.append("")
+    long_lengths = [t for t in lengths if t >= LOCAL_FROM]
+    if long_lengths:
+        ratio_check(
+            f"6. local vs sdpa_masked (the same band, fused dense) at every length >= "
+            f"{LOCAL_FROM} (time <= 1x)",
+            "local",
+            "sdpa_masked",
+            limit=1.0,
+            at=long_lengths,
+        )
+    else:
+        out.append(f"### 6. local vs sdpa_masked at every length >= {LOCAL_FROM}: n/a")
+        out.append("")
 
     out.append(f"### 2. local vs naive at {big}{note}: >= 10x less peak memory, and faster")
     oks = []
@@ -818,7 +876,10 @@ def settings_md(args, mode: Mode, names, probe: dict | None, elapsed: float, loa
         "registered cores get (B, H, T, hd) q/k/v (the same shapes `sdpa` and `naive` get); "
         "`multihead` and `torch_mha` (`nn.MultiheadAttention(E, H, batch_first=True)`, "
         "`need_weights=False`) get one (B, T, E) input as query, key and value; "
-        "`scaled_dot_eager` is `scaled_dot` with `fast_path = False`",
+        "`scaled_dot_eager` is `scaled_dot` with `fast_path = False`; `sdpa_masked` is `sdpa` "
+        f"under a boolean (T, T) band mask of window {band_window()} (local's); "
+        "`local_blocked` / `local_dense` are `local` held to its blocked path / to dense SDPA "
+        "under the band mask (`blocked_from` 0 / inf)",
         "- passes: `fwd` = eval mode under `torch.no_grad()`; `fwd_bwd` = train mode, inputs "
         "and parameters requiring grad, forward then `out.backward(g)` with a fixed random `g`",
         "- timing: `time.perf_counter` around each call"
@@ -831,7 +892,8 @@ def settings_md(args, mode: Mode, names, probe: dict | None, elapsed: float, loa
             f"; quick run: a case slower than {mode.reuse_first_above_s:g} s is timed by "
             "its memory call alone (a smoke test: its times are noisy)"
             if mode.quick
-            else "; the compared pairs (scaled_dot & sdpa, multihead & torch_mha) are timed "
+            else "; the compared pairs (scaled_dot & sdpa, multihead & torch_mha, local & "
+            "sdpa_masked) are timed "
             "together in one more fresh process, their calls alternating A B B A ..., so "
             f"a change in machine load hits both alike ({mode.pair_scale}x the budget and "
             "the maximum number of calls)"

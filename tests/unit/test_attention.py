@@ -659,15 +659,23 @@ def test_band_mask_pattern():
     assert torch.equal(band_mask(2, 6, 1, True), band_mask(6, 6, 1, True)[4:])
 
 
+# Both sides of local's dispatch: ``blocked_from=0`` takes the blocked path wherever one block
+# lies inside the sequence, a huge ``blocked_from`` always takes dense SDPA.
+DISPATCH = {"blocked": 0.0, "dense": 1e9}
+
+
+@pytest.mark.parametrize("path", list(DISPATCH))
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize(
     ("t", "window", "block_size"),
-    [(11, 2, 3), (13, 2, 4), (9, 1, 2), (17, 3, None), (6, 0, None), (15, 4, 2), (10, 2, 1)],
+    [(11, 2, 3), (13, 2, 4), (9, 1, 2), (101, 6, None), (6, 0, 1), (15, 4, 2), (10, 2, 1)],
 )
-def test_local_matches_banded_dense(t, window, block_size, causal, masked):
-    block = build("local", window=window, block_size=block_size, causal=causal)
-    assert t > block.block_size + 2 * window  # the blockwise path runs
+def test_local_matches_banded_dense(t, window, block_size, causal, masked, path):
+    block = build(
+        "local", window=window, block_size=block_size, causal=causal, blocked_from=DISPATCH[path]
+    )
+    assert block.uses_blocked(t, t) == (path == "blocked")
     q, k, v = torch.randn(B, t, 4), torch.randn(B, t, 4), torch.randn(B, t, 3)
     allowed = band_mask(t, t, window, causal)
     mask = None
@@ -682,15 +690,105 @@ def test_local_matches_banded_dense(t, window, block_size, causal, masked):
     assert_close(w, ref_w, **TOL)
 
 
+def _ref_grads(out, ref_out, inputs, seed):
+    """Gradients of the same random projection of ``out`` and of ``ref_out``."""
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed))
+    return (
+        torch.autograd.grad(out, inputs, g),
+        torch.autograd.grad(ref_out, inputs, g, retain_graph=True),
+    )
+
+
+@pytest.mark.parametrize("path", list(DISPATCH))
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize(
+    ("t", "window", "block_size"),
+    # odd lengths, no whole number of blocks, block < window, T < window, one interior block
+    [(37, 4, 5), (53, 3, 8), (29, 5, 2), (5, 8, 3), (14, 2, 4), (101, 6, None), (64, 7, 16)],
+)
+def test_local_dispatch_sides_match_reference(t, window, block_size, causal, path):
+    """Blocked and dense SDPA each equal the plain reference (outputs and gradients, fp32,
+    1e-5) on random (B, H, T, d) inputs with key padding (one sequence fully padded past a
+    few steps, one query window left empty)."""
+    block = build(
+        "local", window=window, block_size=block_size, causal=causal, blocked_from=DISPATCH[path]
+    )
+    blocked = block.uses_blocked(t, t)
+    if path == "dense" or t < window:
+        assert not blocked
+    elif t >= block.block_size + block.span():
+        assert blocked  # a block lies inside the sequence: the blocked path really runs
+    g = torch.Generator().manual_seed(t * 10 + window)
+    b, h = 3, 2
+    q, k, v = (torch.randn(b, h, t, 5, generator=g).requires_grad_(True) for _ in range(3))
+    lengths = [t, max(1, t - 7), max(1, t // 3)]
+    keep = key_padding(lengths, t)
+    keep[2, : min(t, 2 * window + 2)] = False  # early queries of batch 2 may see nothing
+    allowed = band_mask(t, t, window, causal) & keep[:, None, None, :]
+    scale = 5**-0.5
+    for mask in (keep, keep[:, None, None, :], None):
+        ref_allowed = allowed if mask is not None else band_mask(t, t, window, causal)
+        ref_out, _ = ref_softmax_attention(q, k, v, scale, ref_allowed)
+        out, _ = block(q, k, v, mask)
+        assert torch.isfinite(out).all()
+        assert_close(out, ref_out, **TOL)
+        got, want = _ref_grads(out, ref_out, (q, k, v), seed=t)
+        for a, r in zip(got, want):
+            assert torch.isfinite(a).all()
+            assert_close(a, r, **TOL)
+        with torch.no_grad():  # the no-grad form writes one output in place
+            assert_close(block(q, k, v, mask)[0], ref_out, **TOL)
+
+
+def test_local_dispatch_rule():
+    """Blocked from ``blocked_from · span`` steps (self-attention, key masks only)."""
+    block = build("local", window=256)  # the benchmark's window
+    assert block.block_size == 256 and block.span() == 768
+    assert block.blocked_from == attention.LocalAttention.BLOCKED_FROM
+    at = math.ceil(block.blocked_from * block.span())
+    assert not block.uses_blocked(at - 1, at - 1)
+    assert block.uses_blocked(at, at)
+    assert block.uses_blocked(8192, 8192)
+    assert not block.uses_blocked(6, 8192)  # cross-attention: dense
+    pad = torch.ones(1, 1, 1, 8192, dtype=torch.bool)
+    assert block.uses_blocked(8192, 8192, pad)
+    assert not block.uses_blocked(8192, 8192, pad.expand(1, 1, 8192, 8192))  # per query
+    causal = build("local", window=256, causal=True)
+    assert causal.span() == 512 and causal.uses_blocked(1024, 1024)
+    small = build("local", window=8)
+    assert small.block_size == attention.LocalAttention.MIN_BLOCK
+
+
+@pytest.mark.parametrize("path", list(DISPATCH))
+def test_local_fast_path_takes_the_dispatched_form(path, monkeypatch):
+    """Dense: one SDPA call over (T, T); blocked: SDPA calls of at most ``block + 2w`` keys."""
+    import toolkit.attention.local as local_module
+
+    block = build("local", window=3, block_size=4, blocked_from=DISPATCH[path])
+    calls = []
+    real = F.scaled_dot_product_attention
+
+    def spy(q, k, v, **kwargs):
+        calls.append(k.shape[-2])
+        return real(q, k, v, **kwargs)
+
+    monkeypatch.setattr(local_module.F, "scaled_dot_product_attention", spy)
+    q = torch.randn(2, 2, 40, 4)
+    block(q, q, q)
+    assert calls and (calls == [40] if path == "dense" else max(calls) <= 4 + 2 * 3)
+
+
 @pytest.mark.parametrize("grad", [False, True])
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("block_size", [2, 3])  # shifted slices / unfolded windows
+@pytest.mark.parametrize("block_size", [2, 3])
 def test_local_block_groups_match_banded_dense(block_size, causal, grad):
-    """Query blocks processed a few at a time (bounded transients) give the same result."""
+    """Interior blocks split over several SDPA calls (bounded transients) give the same
+    result."""
     t, window = 23, 2
     block = build("local", window=window, block_size=block_size, causal=causal)
-    # two blocks of (B, block_size, block_size + 2 * window) scores per group
-    block.chunk_elements = 2 * block_size * (block_size + 2 * window) * B
+    # two blocks of (B, block_size, 4) outputs per call
+    block.chunk_elements = 2 * B * block_size * 4
+    assert block.uses_blocked(t, t)
     q, k, v = (torch.randn(B, t, 4, requires_grad=grad) for _ in range(3))
     mask = key_padding([t, t - 5], t)
     band = band_mask(t, t, window, causal)
@@ -705,6 +803,79 @@ def test_local_block_groups_match_banded_dense(block_size, causal, grad):
         g_ref = torch.autograd.grad(ref_out.square().sum(), (q, k, v))
         for a, b in zip(g, g_ref):
             assert_close(a, b, **TOL)
+
+
+def longformer_allowed(t: int, window: int, globals_: set[int], causal: bool) -> torch.Tensor:
+    """The Longformer pattern, written out: the band, plus global rows and columns."""
+    i, j = torch.arange(t)[:, None], torch.arange(t)[None, :]
+    is_global = torch.zeros(t, dtype=torch.bool)
+    is_global[[p for p in globals_ if p < t]] = True
+    allowed = ((i - j).abs() <= window) | is_global[:, None] | is_global[None, :]
+    return allowed & (j <= i) if causal else allowed
+
+
+@pytest.mark.parametrize("path", list(DISPATCH))
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize(
+    ("t", "window", "block_size", "num_global", "positions"),
+    [
+        (11, 2, 3, 1, (6,)),
+        (37, 4, 5, 2, ()),
+        (53, 3, 8, 0, (17, 52)),  # globals in the middle and last
+        (29, 5, 2, 1, (40,)),  # a position past the end is ignored
+        (5, 8, 3, 1, ()),  # shorter than the window
+        (64, 7, 16, 3, (31, 32)),
+    ],
+)
+def test_longformer_matches_dense_masked_reference(
+    t, window, block_size, num_global, positions, causal, path
+):
+    """Outputs (both dispatch sides), weights and gradients equal dense masked attention."""
+    block = build(
+        "longformer",
+        window=window,
+        block_size=block_size,
+        num_global=num_global,
+        global_positions=positions,
+        causal=causal,
+        blocked_from=DISPATCH[path],
+    )
+    globals_ = set(range(num_global)) | set(positions)
+    g = torch.Generator().manual_seed(t)
+    b, h = 2, 2
+    q, k, v = (torch.randn(b, h, t, 4, generator=g).requires_grad_(True) for _ in range(3))
+    keep = key_padding([t, max(1, t - 6)], t)
+    allowed = longformer_allowed(t, window, globals_, causal)
+    assert torch.equal(block.dense_mask(None, t, t, None), allowed)
+    allowed = allowed & keep[:, None, None, :]
+    ref_out, ref_w = ref_softmax_attention(q, k, v, 0.5, allowed)
+    out, _ = block(q, k, v, keep)
+    out_e, w = block(q, k, v, keep, need_weights=True)
+    assert_close(out, ref_out, **TOL)
+    assert_close(out_e, ref_out, **TOL)
+    assert_close(w, ref_w, **TOL)
+    for got_out in (out, out_e):
+        got, want = _ref_grads(got_out, ref_out, (q, k, v), seed=t)
+        for a, r in zip(got, want):
+            assert_close(a, r, **TOL)
+
+
+def test_longformer_global_tokens_see_and_are_seen_by_everything():
+    block = build("longformer", window=1, num_global=1, global_positions=[5])
+    q = torch.randn(1, 9, 4)
+    _, w = block(q, q, q, need_weights=True)
+    assert (w[0, [0, 5]] > 0).all()  # global rows see every key
+    assert (w[0, :, [0, 5]] > 0).all()  # every query sees the global keys
+    assert w[0, 2, 7] == 0 and w[0, 7, 2] == 0  # two local tokens apart
+    with pytest.raises(ValueError, match="num_global"):
+        build("longformer", num_global=-1)
+    with pytest.raises(ValueError, match="global_positions"):
+        build("longformer", global_positions=[-2])
+    assert build("longformer", num_global=2, global_positions=[9, 1]).global_positions == (
+        0,
+        1,
+        9,
+    )
 
 
 def test_local_cross_attention_matches_banded_dense():

@@ -6,7 +6,7 @@ Every module of this package is imported here, so a type registered in a new mod
 >>> from toolkit import attention
 >>> attention.available()  # doctest: +NORMALIZE_WHITESPACE
 ['additive', 'alibi', 'coverage', 'dot', 'general', 'linear', 'local', 'location',
- 'multihead', 'relative', 'rotary', 'scaled_dot', 'uniform']
+ 'longformer', 'multihead', 'relative', 'rotary', 'scaled_dot', 'uniform']
 >>> block = attention.build("additive", query_dim=32, key_dim=48)
 """
 
@@ -26,13 +26,14 @@ from .base import (
 )
 from .dot import DotAttention, GeneralAttention, ScaledDotAttention
 from .linear import LinearAttention
-from .local import LocalAttention, LocalPAttention, band_mask
+from .local import LocalAttention, LocalPAttention, band_mask, blocked_band_attention
 from .location_coverage import (
     CoverageAttention,
     LocationAttention,
     StatefulAdditiveAttention,
     coverage_loss,
 )
+from .longformer import LongformerAttention
 from .multihead import MultiHeadAttention
 from .positional import (
     ALiBiAttention,
@@ -93,6 +94,7 @@ __all__ = [
     "LocalAttention",
     "LocalPAttention",
     "LocationAttention",
+    "LongformerAttention",
     "MultiHeadAttention",
     "RelativeAttention",
     "RotaryAttention",
@@ -104,6 +106,7 @@ __all__ = [
     "apply_rotary",
     "available",
     "band_mask",
+    "blocked_band_attention",
     "build",
     "built_types",
     "capabilities",

@@ -1,4 +1,5 @@
-"""Sliding-window (banded) local attention, computed blockwise in O(N·w) time and memory."""
+"""Sliding-window (banded) local attention: fused SDPA over query blocks, O(N·w) time and
+memory, or dense SDPA under the band mask where that is faster."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 
-from .base import AttentionBase, Tensor, masked_softmax
+from .base import AttentionBase, Tensor, masked_softmax, zero_fully_masked
 from .registry import Capabilities, register
 
 
@@ -91,9 +91,10 @@ class LocalPAttention(nn.Module):
         needs_positions=True,  # the window is centred on the query's own position
         pooling_query=False,
         single_query_form=LocalPAttention,  # one decoder query: a predicted centre
-        test_options={"window": 2, "block_size": 3},  # the blockwise path runs at 11 steps
-        # as a multihead core: block_size divides window (the shifted-slices path)
-        test_multihead_options={"window": 2, "block_size": 2},
+        # the blocked path runs at 11 steps: interior blocks 1-2, edge blocks 0 and 3
+        test_options={"window": 2, "block_size": 3, "blocked_from": 1.0},
+        # as a multihead core: a block smaller than the window
+        test_multihead_options={"window": 2, "block_size": 2, "blocked_from": 1.0},
         test_model_options={"window": 2},  # a band that cuts a dozen steps
         # longer than block_size + 2 * window, and no whole number of blocks (3 or 2)
         test_gradcheck_length=11,
@@ -104,21 +105,50 @@ class LocalPAttention(nn.Module):
 class LocalAttention(AttentionBase):
     """Scaled dot-product attention restricted to a window of ``window`` keys on each side.
 
-    The fast path splits the queries into blocks of ``block_size`` (default ``window``) and
-    lets each block score only the ``block + 2·window`` keys around it, so scores take
-    ``O(N·w)`` memory instead of ``O(N²)``. The eager path is dense attention under the
-    same band mask (used for weights and as the reference in tests).
+    Without weights it runs PyTorch's fused ``scaled_dot_product_attention`` (SDPA) in one of
+    two ways (``uses_blocked``):
+
+    * blocked, for self-attention over long inputs: the queries are cut into blocks of
+      ``block_size``; block ``m`` attends to the ``block_size + 2·window`` keys around it
+      (``block_size + window`` when causal), an overlapping strided view of the keys (no
+      copy). The blocks whose window lies inside the sequence go through SDPA as one extra
+      batch axis (a few calls of up to ``chunk_elements`` outputs each), under one small
+      ``(block, span)`` band mask shared by every block (a key padding mask adds its
+      windows); the first and last blocks, whose windows would leave the sequence, are
+      small dense SDPA calls. Time and memory are ``O(N·w)``.
+    * dense SDPA under the ``(Tq, Tk)`` band mask, for short inputs (where one dense call is
+      faster), cross-attention and per-query masks.
+
+    The eager path (weights, capture) is dense attention under the same band mask: the
+    reference the tests hold both fused paths to.
 
     Args:
         window: keys visible on each side of a query (only the past when ``causal``).
         causal: also hide the future.
         dropout: dropout on attention weights.
         scale: score scale (default ``1/√d``).
-        block_size: query block length of the fast path (default ``window``).
+        block_size: query block length of the blocked path (default
+            ``max(window, MIN_BLOCK)``).
+        blocked_from: the blocked path runs when ``T >= blocked_from · span`` (default
+            ``BLOCKED_FROM``; see there).
     """
 
-    # Scores per group of query blocks on the fast path (bounds its transient memory).
-    chunk_elements = 1 << 23
+    #: The crossover of the dispatch: self-attention over ``T`` steps takes the blocked path
+    #: when ``T >= BLOCKED_FROM · span`` (``span = block_size + 2·window``, the keys one
+    #: block sees; ``block_size + window`` when causal), dense SDPA under the band mask
+    #: otherwise. Dense costs ``∝ T²``, blocked ``∝ T·span`` plus the edge blocks and a few
+    #: more calls, so the blocked path wins from some ``T/span`` above 1. This value must
+    #: come from the benchmark: the smallest ``T/span`` at which ``local_blocked`` is no
+    #: slower than ``local_dense`` (fwd and fwd+bwd), ``python benchmarks/attention.py
+    #: --types local_blocked local_dense sdpa_masked --lengths 512 768 1024 1536 2048``.
+    #: 2.0 is an estimate until that run.
+    BLOCKED_FROM = 2.0
+    #: Smallest default block: tiny blocks (a window of a few steps) would make SDPA calls
+    #: of a few rows each.
+    MIN_BLOCK = 32
+    #: Output elements per SDPA call over interior blocks (bounds the transient output
+    #: pieces when no gradient is kept; under autograd SDPA saves them anyway).
+    chunk_elements = 1 << 19
 
     def __init__(
         self,
@@ -129,13 +159,17 @@ class LocalAttention(AttentionBase):
         dropout: float = 0.0,
         scale: float | None = None,
         block_size: int | None = None,
+        blocked_from: float | None = None,
     ) -> None:
         super().__init__(dropout=dropout, causal=causal)
         if window < 0:
             raise ValueError(f"window must be >= 0, got {window}")
         self.window = int(window)
         self.scale = scale
-        self.block_size = int(block_size) if block_size else max(1, self.window)
+        self.block_size = int(block_size) if block_size else max(self.MIN_BLOCK, self.window)
+        if self.block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {block_size}")
+        self.blocked_from = self.BLOCKED_FROM if blocked_from is None else float(blocked_from)
 
     def _scale(self, dim: int) -> float:
         return 1.0 / math.sqrt(dim) if self.scale is None else self.scale
@@ -150,175 +184,249 @@ class LocalAttention(AttentionBase):
         weights = masked_softmax(scores, mask)
         return torch.matmul(self.drop(weights), value), weights
 
+    def span(self) -> int:
+        """Keys one query block of the blocked path sees."""
+        return self.block_size + self.window * (1 if self.causal else 2)
+
+    def uses_blocked(self, tq: int, tk: int, mask: Tensor | None = None) -> bool:
+        """The dispatch: whether the fused path takes the blocked form (else dense SDPA).
+
+        Blocked needs self-attention (``tq == tk``), a mask that is the same for every query
+        (key padding), ``T >= blocked_from · span`` and at least one block whose window lies
+        inside the sequence.
+        """
+        if tq != tk or (mask is not None and mask.shape[-2] != 1):
+            return False
+        if tq < self.blocked_from * self.span():
+            return False
+        m0, m1 = _interior_blocks(tq, self.block_size, self.window, self.causal)
+        return m1 > m0
+
     def fast(self, query, key, value, mask):
         tq, tk = query.shape[-2], key.shape[-2]
-        w, b = self.window, self.block_size
-        per_query_mask = mask is not None and mask.shape[-2] != 1
-        if tq != tk or per_query_mask or tk <= b + 2 * w:
-            # Short inputs, cross-attention and per-query masks: the dense banded maths.
-            return self.eager(query, key, value, mask)[0]
-        lead = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
-        n = tq
-        nb = -(-n // b)  # number of query blocks
-        pad_q = nb * b - n
-        span = b + 2 * w  # keys seen by one block
-
-        # Band inside a block: query row r, window column c  ->  |(c - w) - r| <= w.
-        r = torch.arange(b, device=query.device)[:, None]
-        c = torch.arange(span, device=query.device)[None, :]
-        allowed = (c >= r) & (c <= (r + w if self.causal else r + 2 * w))  # (b, span)
-        # Keys that exist (not padding) and are allowed by the key mask.
-        valid = torch.ones(n, dtype=torch.bool, device=query.device)
-        if mask is not None:
-            valid = mask[..., 0, :] & valid  # (B|1, H|1, Tk) -> key validity
-        valid = F.pad(valid, (w, w + pad_q), value=False).unfold(-1, span, b)  # (.., nb, span)
-        allowed = allowed & valid.unsqueeze(-2)  # (.., nb, b, span)
-        # Without a key mask no row is empty (a real query sees its own key; a padded one
-        # still sees key n - 1 when pad_q <= w), so the -inf fill can be in place and the
-        # softmax needs no re-zeroing.
-        may_be_empty = mask is not None or pad_q > w
-        # Groups of blocks holding at most ``chunk_elements`` scores: bounded transients.
-        step = max(1, self.chunk_elements // max(1, lead.numel() * b * span))
-        grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
-        # Queries scaled (cheaper than scaling the scores) and padded to whole blocks; keys
-        # and values padded by w on the left and w + pad_q on the right: block m sees padded
-        # key positions [m·b, m·b + span), i.e. original keys [m·b - w, m·b + b + w).
-        q = F.pad(query * self._scale(query.shape[-1]), (0, 0, 0, pad_q))
-        q = q.expand(*lead, nb * b, query.shape[-1])
-        kpad = F.pad(key, (0, 0, w, w + pad_q)).expand(*lead, n + 2 * w + pad_q, key.shape[-1])
-        vpad = F.pad(value, (0, 0, w, w + pad_q)).expand(*lead, n + 2 * w + pad_q, value.shape[-1])
-        run = self._shifted_blocks if w % b == 0 else self._unfolded_blocks
-        return run(q, kpad, vpad, allowed, lead, n, step, may_be_empty, grad)
-
-    def _shifted_blocks(self, q, kpad, vpad, allowed, lead, n, step, may_be_empty, grad):
-        """``w`` a multiple of ``b``: block m's window is key blocks m .. m + 2w/b of the
-        padded keys, so each group multiplies against shifted contiguous slices of the keys
-        (no overlapping windows are materialised, nor saved for backward)."""
-        b, dv = self.block_size, vpad.shape[-1]
-        nb, shifts = q.shape[-2] // b, 2 * (self.window // b) + 1
-        # Block-major layout (blocks, *, b, d): a group of blocks is a contiguous slice.
-        qm = q.reshape(*lead, nb, b, q.shape[-1]).movedim(-3, 0).contiguous()
-        km = kpad.reshape(*lead, nb + shifts - 1, b, kpad.shape[-1]).movedim(-3, 0).contiguous()
-        vm = vpad.reshape(*lead, nb + shifts - 1, b, dv).movedim(-3, 0).contiguous()
-        del q, kpad, vpad
-        band = allowed.movedim(-3, 0)  # (nb, .., b, span)
-        band = band[(slice(None),) + (None,) * (len(lead) + 3 - band.dim())]
-        dropping = self.training and self.dropout > 0
-        if grad and not dropping and not torch.is_autocast_enabled(qm.device.type):
-            out = _ShiftedBlockAttention.apply(qm, km, vm, band, step, may_be_empty)
-            return out.movedim(0, -3).reshape(*lead, nb * b, dv)[..., :n, :]
-        out = None if grad or step >= nb else qm.new_empty(nb, *lead, b, dv)
-        outs = []
-        for s in range(0, nb, step):
-            e = min(nb, s + step)
-            q_g = qm[s:e]  # (g, *, b, d)
-            scores = [torch.matmul(q_g, km[s + j : e + j].transpose(-1, -2)) for j in range(shifts)]
-            scores = scores[0] if shifts == 1 else torch.cat(scores, dim=-1)  # (g, *, b, span)
-            weights = self.drop(_group_softmax(scores, band[s:e], may_be_empty))
-            del scores
-            part = torch.matmul(weights[..., :b], vm[s:e])
-            for j in range(1, shifts):
-                part = part + torch.matmul(weights[..., j * b : (j + 1) * b], vm[s + j : e + j])
-            del weights
-            if out is None:
-                outs.append(part)
-            else:  # no autograd: write in place (no long-lived small pieces between chunks)
-                out[s:e] = part
-        if out is None:
-            out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
-        return out.movedim(0, -3).reshape(*lead, nb * b, dv)[..., :n, :]
-
-    def _unfolded_blocks(self, q, kpad, vpad, allowed, lead, n, step, may_be_empty, grad):
-        """Any ``w``, ``b``: the overlapping key windows come from ``unfold``."""
-        b, w, dv = self.block_size, self.window, vpad.shape[-1]
-        nb, span = q.shape[-2] // b, b + 2 * w
-        qb = q.reshape(*lead, nb, b, q.shape[-1])  # (*, nb, b, d)
-        out = None if grad or step >= nb else qb.new_empty(*lead, nb, b, dv)
-        outs = []
-        for g, q_group in enumerate(qb.split(step, dim=-3)):  # (*, step, b, d)
-            s, e = g * step, g * step + q_group.shape[-3]  # blocks [s, e)
-            # keys of blocks [s, e): padded positions [s·b, e·b + 2w), one window per block
-            kw = kpad[..., s * b : e * b + 2 * w, :].unfold(-2, span, b)  # (*, g, d, span)
-            vw = vpad[..., s * b : e * b + 2 * w, :].unfold(-2, span, b).transpose(-1, -2)
-            scores = torch.matmul(q_group, kw)  # (*, g, b, span)
-            weights = self.drop(_group_softmax(scores, allowed[..., s:e, :, :], may_be_empty))
-            part = torch.matmul(weights, vw)  # (*, g, b, dv)
-            del scores, weights
-            if out is None:
-                outs.append(part)
-            else:  # no autograd: write in place (no long-lived small pieces between chunks)
-                out[..., s:e, :, :] = part
-        if out is None:
-            out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-3)
-        return out.reshape(*lead, nb * b, dv)[..., :n, :]
+        dropout_p = self.dropout if self.training else 0.0
+        scale = self._scale(query.shape[-1])
+        if not self.uses_blocked(tq, tk, mask):
+            allowed = self.dense_mask(mask, tq, tk, query.device)
+            out = F.scaled_dot_product_attention(
+                query, key, value, attn_mask=allowed, dropout_p=dropout_p, scale=scale
+            )
+            return zero_fully_masked(out, allowed)
+        return blocked_band_attention(
+            query,
+            key,
+            value,
+            None if mask is None else mask[..., 0, :],
+            window=self.window,
+            block_size=self.block_size,
+            causal=self.causal,
+            scale=scale,
+            dropout_p=dropout_p,
+            chunk_elements=self.chunk_elements,
+        )
 
     def extra_repr(self) -> str:
-        return f"window={self.window}, block_size={self.block_size}, " + super().extra_repr()
+        return (
+            f"window={self.window}, block_size={self.block_size}, "
+            f"blocked_from={self.blocked_from}, " + super().extra_repr()
+        )
 
 
-def _group_softmax(scores: Tensor, band: Tensor, may_be_empty: bool) -> Tensor:
-    if may_be_empty:
-        return masked_softmax(scores, band)
-    return torch.softmax(scores.masked_fill_(~band, float("-inf")), dim=-1)
+def _interior_blocks(n: int, block: int, window: int, causal: bool) -> tuple[int, int]:
+    """Blocks ``[m0, m1)`` whose key windows lie inside ``n`` steps."""
+    right = 0 if causal else window
+    return -(-window // block), (n - block - right) // block + 1
 
 
-class _ShiftedBlockAttention(torch.autograd.Function):
-    """Blockwise banded attention in block-major layout, with a hand-written backward.
+def _broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """``torch.broadcast_shapes`` for plain shapes (its first call imports modules that add
+    tens of MiB to the resident set, which the benchmark would count)."""
+    rank = max(len(s) for s in shapes)
+    out = [1] * rank
+    for shape in shapes:
+        for i, size in enumerate(shape, start=rank - len(shape)):
+            if size != 1:
+                if out[i] not in (1, size):
+                    raise ValueError(f"shapes {shapes} do not broadcast")
+                out[i] = size
+    return tuple(out)
 
-    ``qm (nb, *, b, d)`` holds the (scaled) query blocks, ``km``/``vm`` ``(nb + s - 1, *, b, ·)``
-    the padded key/value blocks (``s`` shifts: block m sees key blocks m .. m + s - 1) and
-    ``band (nb, .., b, s·b)`` what each query may see. Same maths as the autograd loop,
-    but the weights are kept in one preallocated tensor and the gradients are accumulated
-    in place, group by group: no per-group pieces are allocated that outlive their group.
-    Long runs of such pieces fragment the CPU heap (the resident set then grows far beyond
-    what is allocated).
+
+def blocked_band_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    valid: Tensor | None,
+    *,
+    window: int,
+    block_size: int,
+    causal: bool,
+    scale: float,
+    dropout_p: float = 0.0,
+    chunk_elements: int = 1 << 19,
+    global_pos: Tensor | None = None,
+) -> Tensor:
+    """Banded self-attention (``|i - j| <= window``; ``i - window <= j <= i`` if causal) by
+    fused SDPA over query blocks: the blocked path of ``local`` (see ``LocalAttention``).
+
+    Args:
+        query, key, value: ``(*, T, D)``, ``(*, T, D)``, ``(*, T, Dv)`` (self-attention).
+        valid: ``(*, T)`` boolean key mask (``True`` = may be attended; ``*`` broadcasts),
+            or ``None``.
+        global_pos: sorted distinct positions ``(G,)`` of global tokens (``longformer``):
+            every query also sees them (the past ones when causal), and their own rows see
+            every key (the past when causal). ``None``: plain local attention.
+
+    Returns:
+        ``(*, T, Dv)``; queries that may attend to nothing give 0.
     """
+    shapes = [query.shape[:-2], key.shape[:-2], value.shape[:-2]]
+    lead = _broadcast_shapes(*shapes, *([] if valid is None else [valid.shape[:-1]]))
+    n, dv = query.shape[-2], value.shape[-1]
+    x = lead[-1] if lead else 1
 
-    @staticmethod
-    def forward(ctx, qm, km, vm, band, step, may_be_empty):
-        nb, b = qm.shape[0], qm.shape[-2]
-        shifts = km.shape[0] - nb + 1
-        weights = qm.new_empty(*qm.shape[:-1], shifts * b)  # (nb, *, b, span)
-        out = qm.new_empty(*qm.shape[:-1], vm.shape[-1])  # (nb, *, b, dv)
-        for s in range(0, nb, step):
-            e = min(nb, s + step)
-            scores = torch.cat(
-                [torch.matmul(qm[s:e], km[s + j : e + j].transpose(-1, -2)) for j in range(shifts)],
-                dim=-1,
-            )
-            weights[s:e] = _group_softmax(scores, band[s:e], may_be_empty)
-            del scores
-            w = weights[s:e]
-            out[s:e] = torch.matmul(w[..., :b], vm[s:e])
-            for j in range(1, shifts):
-                out[s:e] += torch.matmul(w[..., j * b : (j + 1) * b], vm[s + j : e + j])
-        ctx.step = step
-        ctx.save_for_backward(qm, km, vm, weights)
+    def as4(t: Tensor) -> Tensor:  # (P, X, T, ·): SDPA runs on (X, blocks, rows, ·) per P
+        return t.expand(*lead, n, t.shape[-1]).reshape(-1, x, n, t.shape[-1])
+
+    q4, k4, v4 = as4(query), as4(key), as4(value)
+    valid3 = None
+    if valid is not None:
+        valid = valid.reshape((1,) * (len(lead) - valid.dim() + 1) + valid.shape)
+        # the X axis stays 1 where the mask does not vary along it (no per-head copies)
+        xv = valid.shape[-2] if lead else 1
+        valid3 = valid.expand(*lead[:-1], xv, n).reshape(-1, xv, n)
+    band = _BandedBlocks(n, window, block_size, causal, scale, dropout_p, global_pos)
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
+    # Without autograd every piece is written into one output as soon as it exists (no
+    # second full-size copy); under autograd the pieces (which SDPA saves) are concatenated.
+    full = None if grad else q4.new_empty(q4.shape[0], x, n, dv)
+    outs = []
+    for p in range(q4.shape[0]):
+        vp = None if valid3 is None else valid3[p if valid3.shape[0] > 1 else 0]
+        out = None if full is None else full[p]
+        outs.append(band(q4[p], k4[p], v4[p], vp, out, chunk_elements))
+    if full is None:
+        full = outs[0][None] if len(outs) == 1 else torch.stack(outs)
+    return full.reshape(*lead, n, dv)
+
+
+class _BandedBlocks:
+    """The blocked path over ``(X, T, ·)`` tensors (one slice of the leading axes)."""
+
+    def __init__(self, n, window, block, causal, scale, dropout_p, global_pos) -> None:
+        self.n, self.w, self.b = n, window, block
+        self.left, self.right = window, (0 if causal else window)
+        self.span = block + self.left + self.right
+        self.m0, self.m1 = _interior_blocks(n, block, window, causal)
+        if self.m1 <= self.m0:
+            raise ValueError(f"{n} steps hold no interior block (block {block}, window {window})")
+        self.causal, self.scale, self.dropout_p = causal, scale, dropout_p
+        self.global_pos = global_pos
+        self.device = None
+
+    def attend(self, q, k, v, allowed, maybe_empty: bool) -> Tensor:
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, dropout_p=self.dropout_p, scale=self.scale
+        )
+        return zero_fully_masked(out, allowed) if maybe_empty else out
+
+    def global_cols(self, qpos: Tensor, gvalid: Tensor | None) -> Tensor:
+        """``(X|1, *qpos, G)``: which global keys the queries at ``qpos`` see."""
+        g = self.global_pos
+        cols = (g <= qpos[..., None]) if self.causal else torch.ones_like(g <= qpos[..., None])
+        cols = cols[None]
+        if gvalid is not None:
+            cols = cols & gvalid.reshape(gvalid.shape[0], *(1,) * qpos.dim(), -1)
+        return cols
+
+    def with_globals(self, allowed, k, v, qpos, gk, gv, gvalid):
+        """Global keys prepended to the keys (``k (X, ..., S, d)``), their columns to
+        ``allowed``."""
+        cols = self.global_cols(qpos, gvalid)  # (X|1, *qpos, G)
+        rows = _broadcast_shapes(cols.shape[:-1], allowed.shape[:-1])
+        allowed = torch.cat(
+            [cols.expand(*rows, cols.shape[-1]), allowed.expand(*rows, allowed.shape[-1])], -1
+        )
+        if k.dim() == 4:  # one copy of the global keys per block
+            gk = gk[:, None].expand(-1, k.shape[1], -1, -1)
+            gv = gv[:, None].expand(-1, k.shape[1], -1, -1)
+        return allowed, torch.cat([gk, k], dim=-2), torch.cat([gv, v], dim=-2)
+
+    def __call__(self, q, k, v, valid, out, chunk_elements) -> Tensor:
+        """``q, k, v (X, T, ·)``, ``valid (X|1, T)`` or None -> ``(X, T, Dv)``, written into
+        ``out`` when it is given."""
+        n, b, w, left, right, span = self.n, self.b, self.w, self.left, self.right, self.span
+        device = q.device
+        x, dv = q.shape[0], v.shape[-1]
+        gk = gv = gvalid = None
+        vis = valid  # keys the band part may see: not padded, and not global (those are
+        if self.global_pos is not None:  # seen through their own columns)
+            g = self.global_pos
+            gk, gv = k[:, g], v[:, g]  # (X, G, ·)
+            gvalid = None if valid is None else valid[:, g]  # (X|1, G)
+            not_global = torch.ones(n, dtype=torch.bool, device=device)
+            not_global[g] = False
+            vis = not_global[None] if valid is None else valid & not_global
+        maybe_empty = vis is not None  # rows with no key left (globals count as a mask)
+        pieces: list[Tensor] = []
+
+        def put(start: int, piece: Tensor) -> None:
+            if out is None:
+                pieces.append(piece)
+            else:
+                out[:, start : start + piece.shape[1]] = piece
+
+        def edge(q0: int, q1: int) -> Tensor:
+            """Queries ``[q0, q1)`` densely over the keys their windows reach."""
+            k0, k1 = max(0, q0 - left), min(n, q1 + right)
+            qpos = torch.arange(q0, q1, device=device)
+            diff = torch.arange(k0, k1, device=device)[None, :] - qpos[:, None]
+            allowed = (diff >= -w) & (diff <= right)  # (r, kc)
+            if vis is not None:
+                allowed = allowed & vis[:, None, k0:k1]  # (X|1, r, kc)
+            ke, ve = k[:, k0:k1], v[:, k0:k1]
+            if gk is not None:
+                allowed, ke, ve = self.with_globals(allowed, ke, ve, qpos, gk, gv, gvalid)
+            return self.attend(q[:, q0:q1], ke, ve, allowed, maybe_empty)
+
+        if self.m0 > 0:
+            put(0, edge(0, self.m0 * b))
+        # Band inside an interior block: row r sits at m·b + r, column c at m·b - w + c.
+        r = torch.arange(b, device=device)[:, None]
+        c = torch.arange(span, device=device)[None, :]
+        band = (c >= r) & (c <= r + left + right)  # (b, span), shared by every block
+        per_call = max(1, chunk_elements // max(1, x * b * dv))
+        for ma in range(self.m0, self.m1, per_call):
+            mb = min(self.m1, ma + per_call)
+            qa, qb = ma * b, mb * b
+            qblk = q[:, qa:qb].unflatten(1, (mb - ma, b))  # (X, nb, b, d): a view
+            # overlapping windows, strided views of the keys: block m's from m·b - w
+            kwin = k[:, qa - left : qb + right].unfold(1, span, b).transpose(-1, -2)
+            vwin = v[:, qa - left : qb + right].unfold(1, span, b).transpose(-1, -2)
+            allowed, empty = band, False
+            if vis is not None:
+                seen = vis[:, qa - left : qb + right].unfold(-1, span, b)  # (X|1, nb, span)
+                if not bool(seen.all()):
+                    allowed, empty = band & seen[:, :, None, :], True
+            if gk is not None:
+                qpos = torch.arange(qa, qb, device=device).view(mb - ma, b)
+                allowed, kwin, vwin = self.with_globals(allowed, kwin, vwin, qpos, gk, gv, gvalid)
+                empty = True
+            put(qa, self.attend(qblk, kwin, vwin, allowed, empty).flatten(1, 2))
+        if self.m1 * b < n:
+            put(self.m1 * b, edge(self.m1 * b, n))
+        if out is None:
+            out = torch.cat(pieces, dim=1)
+        if self.global_pos is not None:  # global rows: every key (the past when causal)
+            g = self.global_pos
+            allowed = torch.ones(len(g), n, dtype=torch.bool, device=device)
+            if self.causal:
+                allowed = torch.arange(n, device=device)[None, :] <= g[:, None]
+            if valid is not None:
+                allowed = allowed & valid[:, None, :]
+            rows = self.attend(q[:, g], k, v, allowed, True)
+            if torch.is_grad_enabled() and rows.requires_grad:
+                out = out.index_copy(1, g, rows)
+            else:
+                out.index_copy_(1, g, rows)
         return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):
-        qm, km, vm, weights = ctx.saved_tensors
-        nb, b, step = qm.shape[0], qm.shape[-2], ctx.step
-        shifts = km.shape[0] - nb + 1
-        gq, gk, gv = torch.empty_like(qm), torch.zeros_like(km), torch.zeros_like(vm)
-        for s in range(0, nb, step):
-            e = min(nb, s + step)
-            g, w = grad_out[s:e], weights[s:e]  # (g, *, b, dv), (g, *, b, span)
-            # dL/dweights, then through the softmax: w * (dw - Σ dw·w); masked entries and
-            # empty rows have w = 0, so they get no gradient (as with masked_softmax).
-            dw = torch.cat(
-                [torch.matmul(g, vm[s + j : e + j].transpose(-1, -2)) for j in range(shifts)],
-                dim=-1,
-            )
-            dw.sub_((dw * w).sum(dim=-1, keepdim=True)).mul_(w)  # now dL/dscores
-            gq[s:e] = torch.matmul(dw[..., :b], km[s:e])
-            for j in range(shifts):
-                cols = slice(j * b, (j + 1) * b)
-                if j:
-                    gq[s:e] += torch.matmul(dw[..., cols], km[s + j : e + j])
-                gk[s + j : e + j] += torch.matmul(dw[..., cols].transpose(-1, -2), qm[s:e])
-                gv[s + j : e + j] += torch.matmul(w[..., cols].transpose(-1, -2), g)
-            del dw
-        return gq, gk, gv, None, None, None
