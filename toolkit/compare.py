@@ -34,6 +34,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from toolkit.paths import CONF_DIR
 from toolkit.report import (
     COMPARE_FILE,
     RecipeReport,
@@ -48,7 +49,6 @@ from toolkit.runs import import_object, write_text_atomic
 
 log = logging.getLogger(__name__)
 _RUNNING: set[int] = set()  # process-group ids of the trainings running now
-CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
 @dataclass

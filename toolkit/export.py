@@ -30,9 +30,9 @@ from torch import Tensor, nn
 
 from toolkit.cli import run_with_key_help
 from toolkit.evaluate import load_module
+from toolkit.paths import CONF_DIR
 from toolkit.recipe_hooks import call_hook
 from toolkit.runs import atomic_file, write_text_atomic
-from toolkit.train import CONF_DIR
 
 FORMATS = ("torchscript", "onnx", "safetensors")
 

@@ -260,10 +260,10 @@ def allowed_targets() -> frozenset[str]:
     recipes' ``recipe.module``): the only code a checkpoint's stored config may import.
     Config folders of recipes from elsewhere count too (``$ATTN_TOOLKIT_CONF_PATH``, the
     command's ``hydra.searchpath``: :func:`toolkit.recipe_hooks.extra_conf_dirs`)."""
+    from toolkit.paths import CONF_DIR
     from toolkit.recipe_hooks import extra_conf_dirs
 
-    conf = Path(__file__).resolve().parent / "conf"
-    return _targets_in((str(conf), *map(str, extra_conf_dirs())))
+    return _targets_in((CONF_DIR, *map(str, extra_conf_dirs())))
 
 
 @functools.lru_cache(maxsize=8)

@@ -27,9 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 from toolkit.cli import run_with_key_help
 from toolkit.data.cache import DataError
 from toolkit.evaluate import load_module
+from toolkit.paths import CONF_DIR
 from toolkit.recipe_hooks import hook
 from toolkit.runs import to_jsonable, write_text_atomic
-from toolkit.train import CONF_DIR
 
 TEXT_SUFFIXES = (".txt",)
 

@@ -13,7 +13,7 @@ Names without a file suffix are ``skimage.data`` loaders (``astronaut``, ``chels
 ``coffee`` ...). For each image it writes ``<name>.png`` (the image and one attention
 overlay per generated word), ``<name>.npz`` (image, words, attention, grid) and one
 ``captions.json``. Photos are fed at the encoder's input size (224² for
-``encoder=efficientnet_lite0``), so a model trained on the 64² scenes sees them sharp.
+``model/encoder=efficientnet_lite0``), so a model trained on the 64² scenes sees them sharp.
 The scenes hold no photos: expect scene words ("a large white bag ..."), not a description.
 """
 

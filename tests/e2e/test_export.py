@@ -16,7 +16,8 @@ from hydra.core.global_hydra import GlobalHydra
 
 from toolkit.evaluate import load_module
 from toolkit.export import export, greedy_decode, load_runner, max_decode_len
-from toolkit.train import CONF_DIR, train
+from toolkit.paths import CONF_DIR
+from toolkit.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
 TOL = 1e-5  # the parity the README states (largest difference measured: 4.3e-6, ONNX)

@@ -15,7 +15,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from toolkit.evaluate import load_module
-from toolkit.train import CONF_DIR, train
+from toolkit.paths import CONF_DIR
+from toolkit.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
 

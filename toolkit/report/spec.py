@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+from toolkit.paths import CONF_DIR
 
 
 @dataclass

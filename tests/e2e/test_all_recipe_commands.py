@@ -24,7 +24,8 @@ from recipes.captioning.scenes import FASHION_DIR
 from toolkit.data.audio import read_audio, resample
 from toolkit.evaluate import load_module
 from toolkit.export import export, load_runner
-from toolkit.train import CONF_DIR, train
+from toolkit.paths import CONF_DIR
+from toolkit.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
 TOL = 1e-5  # the export parity the README states
