@@ -53,15 +53,9 @@ def _manifest(path: Path, kind: str) -> list[tuple[str, str]]:
     or ``path`` field names a file, relative to the manifest's folder; other fields (a
     reference ``text``, a ``duration``) are ignored. Blank lines are skipped."""
     pairs = []
-    for line_no, line in enumerate(_read(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(path, line_no, None, f"not JSON: {err.msg}") from None
-        if not isinstance(row, dict):
-            raise DataError(path, line_no, None, "expected a JSON object")
+    from toolkit.data.labelled import jsonl_objects
+
+    for line_no, row in jsonl_objects(path, _read(path)):
         value = row.get(kind, row.get("path"))
         if not isinstance(value, str) or not value:
             raise DataError(path, line_no, kind, f"missing or not a string (a {kind} path)")

@@ -223,7 +223,13 @@ class LocalAttention(AttentionBase):
             scale=scale,
             dropout_p=dropout_p,
             chunk_elements=self.chunk_elements,
+            global_pos=self.blocked_global_positions(tq, query.device),
         )
+
+    def blocked_global_positions(self, length: int, device=None) -> Tensor | None:
+        """Key positions every query of the blocked path also sees (none for ``local``;
+        subclasses with global tokens return their indices)."""
+        return None
 
     def extra_repr(self) -> str:
         return (

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
-from .base import Tensor, zero_fully_masked
-from .local import LocalAttention, band_mask, blocked_band_attention
+from .base import Tensor
+from .local import LocalAttention, band_mask
 from .registry import Capabilities, register
 
 
@@ -108,30 +107,9 @@ class LongformerAttention(LocalAttention):
         allowed = allowed | extra
         return allowed if mask is None else mask & allowed
 
-    def fast(self, query, key, value, mask):
-        tq, tk = query.shape[-2], key.shape[-2]
-        dropout_p = self.dropout if self.training else 0.0
-        scale = self._scale(query.shape[-1])
-        if not self.uses_blocked(tq, tk, mask):
-            allowed = self.dense_mask(mask, tq, tk, query.device)
-            out = F.scaled_dot_product_attention(
-                query, key, value, attn_mask=allowed, dropout_p=dropout_p, scale=scale
-            )
-            return zero_fully_masked(out, allowed)
-        positions = self.global_index(tq, query.device)
-        return blocked_band_attention(
-            query,
-            key,
-            value,
-            None if mask is None else mask[..., 0, :],
-            window=self.window,
-            block_size=self.block_size,
-            causal=self.causal,
-            scale=scale,
-            dropout_p=dropout_p,
-            chunk_elements=self.chunk_elements,
-            global_pos=positions if len(positions) else None,
-        )
+    def blocked_global_positions(self, length: int, device=None) -> Tensor | None:
+        positions = self.global_index(length, device)
+        return positions if len(positions) else None
 
     def extra_repr(self) -> str:
         return f"global_positions={list(self.global_positions)}, " + super().extra_repr()

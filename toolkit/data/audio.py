@@ -14,7 +14,6 @@ Three manifest formats are read, each validated with errors that name file, line
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from toolkit.data.cache import DataError
-from toolkit.data.labelled import read_utf8_text
+from toolkit.data.labelled import jsonl_objects, read_utf8_text
 
 SAMPLE_RATE = 16000
 
@@ -118,15 +117,7 @@ def read_jsonl_manifest(path: str | Path, allow_outside: bool = False) -> list[U
     if not path.is_file():
         raise DataError(path, None, None, "manifest not found")
     out = []
-    for line_no, line in enumerate(read_utf8_text(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(path, line_no, None, f"not JSON: {err.msg}") from None
-        if not isinstance(row, dict):
-            raise DataError(path, line_no, None, "expected a JSON object")
+    for line_no, row in jsonl_objects(path, read_utf8_text(path)):
         audio, text = row.get("audio"), row.get("text")
         if not isinstance(audio, str) or not audio:
             raise DataError(path, line_no, "audio", "missing or not a string")

@@ -94,6 +94,21 @@ def read_utf8_text(path: Path) -> str:
     return check_line_lengths(path, text)
 
 
+def jsonl_objects(path: Path, text: str):
+    """``(line number, object)`` for every non-blank line of a JSONL file's ``text``; a line
+    that is not JSON or not an object -> DataError naming the file and line."""
+    for line_no, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(path, line_no, None, f"not JSON: {err.msg}") from None
+        if not isinstance(row, dict):
+            raise DataError(path, line_no, None, "expected a JSON object")
+        yield line_no, row
+
+
 def _value(path: Path, line: int, field: str, value: Any, kind: str) -> str:
     """Validate one text or label value and return it stripped."""
     if isinstance(value, bool) or value is None:
