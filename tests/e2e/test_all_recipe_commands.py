@@ -73,7 +73,8 @@ def ckpt(base):
     return get
 
 
-def corpus_wavs(base: Path) -> list[Path]:
+def corpus_wavs(base: Path, ckpt) -> list[Path]:
+    ckpt("asr")  # training the tiny speech model builds the corpus these files come from
     wavs = sorted((base / "cache" / "asr").glob("*/*/*.wav"))
     assert len(wavs) >= 20
     return wavs
@@ -101,7 +102,7 @@ def test_speech_any_sample_rate_same_transcript(ckpt, base, tmp_path):
     from toolkit.api import load
 
     model = load(ckpt("asr"))
-    audio = read_audio(corpus_wavs(base)[0])
+    audio = read_audio(corpus_wavs(base, ckpt)[0])
     band = resample(resample(audio, 16000, 8000), 8000, 16000)
     files = {16000: tmp_path / "a16.wav", 8000: tmp_path / "a8.wav", 44100: tmp_path / "a.flac"}
     for rate, path in files.items():
@@ -117,7 +118,7 @@ def test_speech_any_sample_rate_same_transcript(ckpt, base, tmp_path):
 
 
 def test_speech_folder_and_manifest_one_record_per_file(ckpt, base, tmp_path):
-    wavs = corpus_wavs(base)[:3]
+    wavs = corpus_wavs(base, ckpt)[:3]
     folder = tmp_path / "audio"
     folder.mkdir()
     for i, wav in enumerate(wavs):
@@ -186,7 +187,7 @@ def test_speech_export_parity(ckpt, base, tmp_path, fmt):
     assert info["graph"] == f"ctc_encoder.{'pt' if fmt == 'torchscript' else 'onnx'}"
     assert info["parity_random_inputs"]["max_abs_diff"] < TOL
     run = load_runner(tmp_path / info["graph"])
-    waves = [torch.from_numpy(read_audio(w)) for w in corpus_wavs(base)[:20]]
+    waves = [torch.from_numpy(read_audio(w)) for w in corpus_wavs(base, ckpt)[:20]]
     batches = [[w] for w in waves] + [waves[:8]]
     for chunk in batches:
         lengths = torch.tensor([len(w) for w in chunk])
@@ -289,7 +290,7 @@ def test_api_all_four_recipes(ckpt, base, tmp_path):
     from toolkit.api import load
 
     image = np.random.default_rng(1).integers(0, 255, (40, 60, 3), dtype=np.uint8)
-    wav = corpus_wavs(base)[0]
+    wav = corpus_wavs(base, ckpt)[0]
     cases = {
         "sentiment": (["A wonderful, moving film.", "Dull."], "prediction"),
         "translation": (["Open file", "Cancel"], "translation"),
