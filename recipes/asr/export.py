@@ -1,9 +1,9 @@
 """ASR export hook for ``python -m toolkit.export``: the speech encoder with its CTC head,
 ``(wave (B,N) float32 at the model's rate, lengths (B,) int64 samples) -> log_probs (B,S,V)
 CTC log-posteriors, frames (B,) int64 valid encoder frames``. That is the whole of the
-default decoding (``decode.mode=ctc_greedy``): :func:`ctc_greedy_decode` (best class per
-frame, repeats merged, blanks dropped) runs outside the graph. The attention decoder's beam
-search (``attention_beam``, ``joint``) is not exported. Blank id, EOS id, the token list and
+default decoding (``decode.mode=ctc_greedy``): :func:`toolkit.decoding.ctc.ctc_greedy`
+(best class per frame, repeats merged, blanks dropped) runs outside the graph. The attention
+decoder's beam search (``attention_beam``, ``joint``) is not exported. Blank id, EOS id, the token list and
 the sample rate are in export.json.
 
 The graph computes the log-mel spectrum with a real DFT (frames times cosine and sine
@@ -68,19 +68,6 @@ class CTCEncoder(nn.Module):
     def forward(self, wave: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         memory, mask, _, _ = self.model.encode(wave, lengths)
         return self.model.ctc_log_probs(memory).float(), mask.sum(1)
-
-
-def ctc_greedy_decode(log_probs: Tensor, frames: Tensor, blank: int) -> list[list[int]]:
-    """CTC greedy decoding of the exported graph's outputs: per utterance the ids."""
-    out = []
-    for row, n in zip(log_probs.argmax(-1).tolist(), frames.tolist(), strict=True):
-        ids, prev = [], None
-        for t in row[: int(n)]:
-            if t != prev and t != blank:
-                ids.append(t)
-            prev = t
-        out.append(ids)
-    return out
 
 
 def export_graph(module) -> ExportGraph:

@@ -180,7 +180,7 @@ def test_speech_bad_inputs_fail_naming_the_file(ckpt, tmp_path, case):
 def test_speech_export_parity(ckpt, base, tmp_path, fmt):
     """The exported encoder + CTC head on >= 20 real utterances, one at a time and as one
     padded batch: log-posteriors within 1e-5, the same frames and CTC greedy transcript."""
-    from recipes.asr.export import ctc_greedy_decode
+    from toolkit.decoding.ctc import ctc_greedy
 
     module = load_module(ckpt("asr"))
     info = export(module, fmt, tmp_path, check_inputs=4)
@@ -200,7 +200,7 @@ def test_speech_export_parity(ckpt, base, tmp_path, fmt):
             reference = module.model.ctc_log_probs(eager["memory"])
         assert frames.tolist() == eager["mask"].sum(1).tolist()
         torch.testing.assert_close(log_probs, reference, atol=TOL, rtol=0)
-        assert ctc_greedy_decode(log_probs, frames, info["blank_id"]) == eager["tokens"]
+        assert ctc_greedy(log_probs, frames, info["blank_id"]) == eager["tokens"]
 
 
 # ------------------------------------------------------------------------- captioning
