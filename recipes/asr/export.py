@@ -3,8 +3,8 @@
 CTC log-posteriors, frames (B,) int64 valid encoder frames``. That is the whole of the
 default decoding (``decode.mode=ctc_greedy``): :func:`toolkit.decoding.ctc.ctc_greedy`
 (best class per frame, repeats merged, blanks dropped) runs outside the graph. The attention
-decoder's beam search (``attention_beam``, ``joint``) is not exported. Blank id, EOS id, the token list and
-the sample rate are in export.json.
+decoder's beam search (``attention_beam``, ``joint``) is not exported. Blank id, EOS id, the
+token list and the sample rate are in export.json.
 
 The graph computes the log-mel spectrum with a real DFT (frames times cosine and sine
 tables, in float64) instead of ``torch.stft``: ONNX has no complex numbers. It matches the
