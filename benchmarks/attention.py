@@ -43,6 +43,7 @@ import csv
 import ctypes
 import dataclasses
 import gc
+import json
 import math
 import multiprocessing as mp
 import os
@@ -530,6 +531,8 @@ def sweep(args, names, mode: Mode, ctx) -> dict:
     # Length outermost, so the cases compared in the targets run close together in time.
     for seq_len in args.lengths:
         for pass_ in PASSES:
+            if results:  # the rows so far, so a stopped sweep leaves its finished cases
+                write_csv(Path(args.out) / "attention.csv", results, names, args.lengths)
             for group in run_groups(names):
                 # A compared pair (full run): memory in one fresh process per case, then
                 # both timed in turn in another. Anything else: one process does both.
@@ -638,13 +641,17 @@ def fmt_mib(value) -> str:
 
 
 def write_csv(path: Path, results: dict, names, lengths) -> None:
-    with path.open("w", newline="") as f:
+    """The finished cases (a stopped sweep keeps the rows it measured), written atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["attention", "seq_len", "pass", "ms_median", "peak_mib"])
         for name in names:
             for seq_len in lengths:
                 for pass_ in PASSES:
-                    r = results[(name, seq_len, pass_)]
+                    r = results.get((name, seq_len, pass_))
+                    if r is None:
+                        continue
                     ms, mib = r["ms_median"], r["peak_mib"]
                     writer.writerow(
                         [
@@ -655,6 +662,7 @@ def write_csv(path: Path, results: dict, names, lengths) -> None:
                             "" if mib is None else f"{mib:.2f}",
                         ]
                     )
+    os.replace(tmp, path)
 
 
 def table_md(results: dict, names, lengths) -> str:
@@ -1056,6 +1064,8 @@ def main(argv=None) -> dict:
         seq_len=min(args.lengths),
     )
     probe["seq_len"] = min(args.lengths)
+    (out_dir / "sdpa_backend.json").write_text(json.dumps(probe, indent=1) + "\n")
+    print(f"SDPA backend probe (T={probe['seq_len']}): {json.dumps(probe)}", flush=True)
     results = sweep(args, names, mode, ctx)
     elapsed = time.perf_counter() - start
 

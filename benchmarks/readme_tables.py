@@ -358,7 +358,51 @@ def sentiment_seeds() -> str:
 
 # ----------------------------------------------------------------------------- registry
 
+
+# ----------------------------------------------------------------------------- GPU
+
+GPU = "benchmarks/results/gpu"
+GPU_TYPES = ("sdpa", "scaled_dot", "sdpa_masked", "local", "longformer", "linear", "multihead",
+             "torch_mha", "naive", "additive")  # fmt: skip
+
+
+def gpu_summary() -> str:
+    """`benchmarks/gpu.sh` on a CUDA card: one epoch per recipe and the bf16 attention rows."""
+    card = (ROOT / GPU / "gpu.txt").read_text(encoding="utf-8").strip()
+    lines = [f"Card: {card} (`nvidia-smi`: name, memory, driver).", ""]
+    rows = []
+    for r in _csv(f"{GPU}/recipes.csv"):
+        if r["status"] != "ok":
+            rows.append([r["recipe"], r["status"]] + [""] * 6)
+            continue
+        rows.append([r["recipe"], r["model"], r["precision"], f"{int(r['train_examples']):,}",
+                     r["steps"], f"{float(r['train_seconds']):.1f}",
+                     f"{float(r['train_samples_per_s']):,.0f}", f"{float(r['gpu_peak_mib']):,.0f}",
+                     f"{r['metric']} {r['value']}"])  # fmt: skip
+    head = ["recipe", "model", "precision", "train examples", "steps", "train s", "samples/s",
+            "GPU peak MiB", "test metric after 1 epoch"]  # fmt: skip
+    lines += _md(head, rows, right=3)
+    cases = {(c["attention"], int(c["seq_len"]), c["pass"]): c for c in
+             _csv(f"{GPU}/attention/attention.csv")}  # fmt: skip
+    lengths = sorted({k[1] for k in cases})
+
+    def cell(name: str, n: int, pass_: str, key: str = "ms_median") -> str:
+        c = cases.get((name, n, pass_))
+        return "—" if c is None else f"{float(c[key]):,.2f}" if key == "ms_median" else (
+            f"{float(c[key]):,.0f}")  # fmt: skip
+
+    head = ["type"] + [f"{p} ms, T={n}" for p in ("fwd", "fwd_bwd") for n in lengths]
+    head.append(f"fwd_bwd MiB, T={lengths[-1]}")
+    rows = [[f"`{t}`"] + [cell(t, n, p) for p in ("fwd", "fwd_bwd") for n in lengths]
+            + [cell(t, lengths[-1], "fwd_bwd", "peak_mib")] for t in GPU_TYPES]  # fmt: skip
+    lines += ["", "Attention benchmark in bf16 (B 1, 8 heads, head dim 64, self-attention; "
+              "`local`/`longformer` window 256; — = not finished before the run's time limit):",
+              ""] + _md(head, rows)  # fmt: skip
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, tuple[str, Callable[[], str]]] = {
+    "gpu": ("README.md", gpu_summary),
     "asr-summary": ("recipes/asr/README.md", asr_summary),
     "asr-wer": ("recipes/asr/README.md", asr_wer),
     "asr-ctc-wer": ("recipes/asr/README.md", asr_ctc_wer),

@@ -73,6 +73,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "precision": chosen.resolved,
             "precision_requested": chosen.requested,
             "cpu": precision.describe_cpu(),
+            **precision.describe_gpu(),
         },
         "data": datamodule.manifest(),
     }

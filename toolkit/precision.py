@@ -74,6 +74,17 @@ def describe_cpu() -> str:
     return f"{cpu_name()} ({isa}; {native})"
 
 
+def describe_gpu() -> dict[str, object]:
+    """The CUDA card a run used and its peak allocated memory (MiB); ``{}`` without CUDA."""
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return {}
+    index = torch.cuda.current_device()
+    return {
+        "gpu": torch.cuda.get_device_name(index),
+        "gpu_peak_mib": round(torch.cuda.max_memory_allocated(index) / 2**20, 1),
+    }
+
+
 @dataclass(frozen=True)
 class Precision:
     """What was asked for, what runs, and why."""

@@ -335,6 +335,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "precision": chosen.resolved,
             "precision_requested": chosen.requested,
             "cpu": precision_mod.describe_cpu(),
+            **precision_mod.describe_gpu(),
         },
         "checkpoint": best or str(run_dir / "checkpoints" / "last.ckpt"),
         "checkpoint_selection": selection,

@@ -164,17 +164,18 @@ class SentimentModule(RecipeModule):
         for start in range(0, len(pairs), 128):
             chunk = pairs[start : start + 128]
             items = [(datamodule.encode(t), self.label_map.encode(y)) for t, y in chunk]
-            batch = datamodule.collate(items)
+            batch = {k: v.to(self.device) for k, v in datamodule.collate(items).items()}
             # Capturing forces every block onto its eager path: only when maps are wanted.
             capture = capture_attention(self.model) if with_maps else contextlib.nullcontext()
             with capture as cap:
                 logits, w = self(batch["ids"], batch["mask"], need_weights=True)
             captured = cap.maps.items() if with_maps else ()
-            w = w if w.dim() == 2 else w.mean(dim=1).reshape(w.shape[0], -1)
+            w = (w if w.dim() == 2 else w.mean(dim=1).reshape(w.shape[0], -1)).float().cpu()
+            logits, mask = logits.cpu(), batch["mask"].cpu()
             for i, (text, _) in enumerate(chunk):
-                n = int(batch["mask"][i].sum())
+                n = int(mask[i].sum())
                 maps = {
-                    name: ws[0][i].float().numpy()
+                    name: ws[0][i].float().cpu().numpy()
                     for name, ws in captured
                     if not name.startswith("pool") and ws[0].dim() >= 3
                 }

@@ -753,6 +753,10 @@ def test_local_dispatch_rule():
     pad = torch.ones(1, 1, 1, 8192, dtype=torch.bool)
     assert block.uses_blocked(8192, 8192, pad)
     assert not block.uses_blocked(8192, 8192, pad.expand(1, 1, 8192, 8192))  # per query
+    # CUDA: dense SDPA under the band mask measured faster at every length, so never blocked
+    assert not block.uses_blocked(8192, 8192, pad, device="cuda")
+    assert not block.uses_blocked(8192, 8192, device=torch.device("cuda", 0))
+    assert block.uses_blocked(8192, 8192, device=torch.device("cpu"))
     causal = build("local", window=256, causal=True)
     assert causal.span() == 512 and causal.uses_blocked(1024, 1024)
     small = build("local", window=8)

@@ -143,6 +143,10 @@ class LocalAttention(AttentionBase):
     #: --types local_blocked local_dense sdpa_masked --lengths 512 768 1024 1536 2048``.
     #: 2.0 is an estimate until that run.
     BLOCKED_FROM = 2.0
+    #: Devices on which the blocked path may run. On CUDA dense SDPA under the band mask was
+    #: faster at every measured length (bf16, T 1024-8192, window 256: 0.76 vs 2.49 ms
+    #: forward at 8192, ``benchmarks/results/gpu``), so there every call takes the dense path.
+    BLOCKED_DEVICES = frozenset({"cpu"})
     #: Smallest default block: tiny blocks (a window of a few steps) would make SDPA calls
     #: of a few rows each.
     MIN_BLOCK = 32
@@ -188,13 +192,17 @@ class LocalAttention(AttentionBase):
         """Keys one query block of the blocked path sees."""
         return self.block_size + self.window * (1 if self.causal else 2)
 
-    def uses_blocked(self, tq: int, tk: int, mask: Tensor | None = None) -> bool:
+    def uses_blocked(
+        self, tq: int, tk: int, mask: Tensor | None = None, device: torch.device | str = "cpu"
+    ) -> bool:
         """The dispatch: whether the fused path takes the blocked form (else dense SDPA).
 
-        Blocked needs self-attention (``tq == tk``), a mask that is the same for every query
-        (key padding), ``T >= blocked_from · span`` and at least one block whose window lies
-        inside the sequence.
+        Blocked needs a device in ``BLOCKED_DEVICES``, self-attention (``tq == tk``), a mask
+        that is the same for every query (key padding), ``T >= blocked_from · span`` and at
+        least one block whose window lies inside the sequence.
         """
+        if torch.device(device).type not in self.BLOCKED_DEVICES:
+            return False
         if tq != tk or (mask is not None and mask.shape[-2] != 1):
             return False
         if tq < self.blocked_from * self.span():
@@ -206,7 +214,7 @@ class LocalAttention(AttentionBase):
         tq, tk = query.shape[-2], key.shape[-2]
         dropout_p = self.dropout if self.training else 0.0
         scale = self._scale(query.shape[-1])
-        if not self.uses_blocked(tq, tk, mask):
+        if not self.uses_blocked(tq, tk, mask, query.device):
             allowed = self.dense_mask(mask, tq, tk, query.device)
             out = F.scaled_dot_product_attention(
                 query, key, value, attn_mask=allowed, dropout_p=dropout_p, scale=scale
