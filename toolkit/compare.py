@@ -10,9 +10,11 @@ folder ``<runs_dir>/<recipe>/<attention>/seed<seed>``, one after another. A fold
 already has ``metrics.json`` is reused, so an interrupted compare resumes where it stopped;
 a run that fails or times out is recorded in its ``compare.json`` and reported as such.
 What a recipe compares and how (attentions, budgets per profile, metrics) is its
-``report:`` block in ``conf/recipe/<name>.yaml`` (conf/recipe/README.md); a recipe that
-lands later shows up with no change here. ``significance:`` (conf/compare.yaml) sets the
-reference type each other type is tested against on the test examples (toolkit/report/).
+``report:`` block in ``conf/recipe/<name>.yaml`` (conf/recipe/README.md), after the
+profile's ``budgets.<recipe>`` list where it has one (conf/profile/standard.yaml); a recipe
+that lands later shows up with no change here. ``significance:`` (conf/compare.yaml) sets
+the reference type each other type is tested against on the test examples (toolkit/report/);
+a profile's ``reference`` is its default.
 """
 
 from __future__ import annotations
@@ -104,6 +106,17 @@ def _as_list(value: Any) -> list | None:
     return list(OmegaConf.to_container(value) if not isinstance(value, list) else value)
 
 
+def recipe_overrides(profile: DictConfig, name: str, spec: RecipeReport) -> list[str]:
+    """A recipe's own overrides under ``profile``: the profile's ``budgets.<name>`` list,
+    then the recipe's ``report.<profile>`` list; the profile's ``default_recipe_overrides``
+    where neither exists."""
+    budget = (profile.get("budgets") or {}).get(name)
+    own = spec.overrides(str(profile.name))
+    if budget is None and own is None:
+        return [str(o) for o in (profile.get("default_recipe_overrides") or [])]
+    return [str(o) for o in (budget or [])] + [str(o) for o in (own or [])]
+
+
 def plan(cfg: DictConfig, specs: dict[str, RecipeReport]) -> list[RunSpec]:
     """The grid: recipes × attentions × seeds, with the profile's and user's overrides."""
     profile = cfg.profile
@@ -115,9 +128,7 @@ def plan(cfg: DictConfig, specs: dict[str, RecipeReport]) -> list[RunSpec]:
     runs_dir = Path(str(cfg.runs_dir))
     grid = []
     for name, spec in specs.items():
-        own = spec.overrides(str(profile.name))
-        if own is None:
-            own = [str(o) for o in (profile.get("default_recipe_overrides") or [])]
+        own = recipe_overrides(profile, name, spec)
         for attention in user_attentions or spec.attentions_for(str(profile.name)):
             for seed in seeds:
                 grid.append(

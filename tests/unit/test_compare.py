@@ -74,6 +74,12 @@ def test_plan_orders_overrides_and_folders(tmp_path):
     # recipe's own budget, then the profile's, then the user's (last wins in Hydra)
     assert g[0].overrides == ["trainer.max_epochs=2", "threads=1", "data.limit=9"]
     assert g[-1].overrides == ["trainer.max_epochs=1", "threads=1", "data.limit=9"]
+    # a profile's per-recipe budget comes first, before the recipe's own list
+    cfg.profile.budgets = {"sentiment": ["trainer.max_epochs=4"]}
+    g = compare.plan(cfg, {"sentiment": spec, "newrecipe": other})
+    assert g[0].overrides == ["trainer.max_epochs=4", "trainer.max_epochs=2", "threads=1",
+                              "data.limit=9"]  # fmt: skip
+    assert g[-1].overrides == ["trainer.max_epochs=1", "threads=1", "data.limit=9"]
     assert g[0].run_dir == tmp_path / "runs" / "sentiment" / "dot" / "seed1"
     cmd = g[0].command("py")
     assert cmd[:6] == ["py", "-m", "toolkit.train", "recipe=sentiment", "attention=dot", "seed=1"]
@@ -453,16 +459,14 @@ def test_parallel_jobs_run_everything_once_in_grid_order(grid, monkeypatch):
     assert [(r.attention, r.seed) for r in rows] == [(s.attention, s.seed) for s in grid]
 
 
-@pytest.mark.parametrize("profile", ["quick", "full"])
+@pytest.mark.parametrize("profile", ["quick", "standard", "full"])
 def test_budgets_are_epochs_or_steps_never_minutes(profile):
     """Every recipe's default and each profile's budget is epochs or steps (a slower machine
     trains the same model); `trainer.max_time` may only be a guard, never a profile's budget."""
     prof = OmegaConf.load(Path(compare.CONF_DIR) / "profile" / f"{profile}.yaml")
     for name in report.recipe_names():
         spec = report.recipe_report(name)
-        own = spec.overrides(profile)
-        own = own if own is not None else list(prof.default_recipe_overrides)
-        overrides = [*own, *prof.overrides]
+        overrides = [*compare.recipe_overrides(prof, name, spec), *prof.overrides]
         assert not [o for o in overrides if "max_time" in o], (name, overrides)
         cfg = report.compose_train([f"recipe={name}", *overrides])
         epochs, steps = cfg.trainer.max_epochs, cfg.trainer.get("max_steps", -1)
