@@ -609,6 +609,21 @@ def test_additive_chunked_equals_unchunked_with_grads():
         assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+def test_additive_scores_gradcheck_with_broadcast_leads():
+    """The hand-written backward (σ form of tanh) against finite differences in float64,
+    with query and key leading dims that broadcast and chunks cutting both axes."""
+    from toolkit.attention.additive import _AdditiveScores
+
+    torch.manual_seed(0)
+    qp = torch.randn(2, 1, 4, 6, dtype=torch.double, requires_grad=True)
+    kp = torch.randn(1, 3, 5, 6, dtype=torch.double, requires_grad=True)
+    v = torch.randn(6, dtype=torch.double, requires_grad=True)
+    fn = lambda a, c, w: _AdditiveScores.apply(a, c, w, 2, 3)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (qp, kp, v))
+    ref = torch.tanh(qp.unsqueeze(-2) + kp.unsqueeze(-3)) @ v
+    assert_close(fn(qp, kp, v), ref, atol=1e-12, rtol=1e-12)
+
+
 @pytest.mark.parametrize(
     ("tk", "budget"), [(8, 512), (24, 256)], ids=["query-chunks", "key-chunks"]
 )  # a (B, 1, Tk, h) query row fits the budget / does not
@@ -629,7 +644,14 @@ def test_additive_memory_is_bounded(tk, budget, monkeypatch):
         largest[0] = max(largest[0], x.numel())
         return real_tanh(x, *args, **kwargs)
 
+    real_tanh_ = torch.Tensor.sigmoid_
+
+    def recording_tanh_(x):
+        largest[0] = max(largest[0], x.numel())
+        return real_tanh_(x)
+
     monkeypatch.setattr(torch, "tanh", recording_tanh)
+    monkeypatch.setattr(torch.Tensor, "sigmoid_", recording_tanh_)
     saved: dict[int, int] = {}  # storage -> elements, kept alive for backward
 
     def pack(t):
@@ -644,6 +666,7 @@ def test_additive_memory_is_bounded(tk, budget, monkeypatch):
     gq, gk = torch.autograd.grad(scores.square().sum(), (q, k))  # recomputes the chunks
     assert 0 < largest[0] <= budget
     monkeypatch.setattr(torch, "tanh", real_tanh)
+    monkeypatch.setattr(torch.Tensor, "sigmoid_", real_tanh_)
     ref = big.scores(q, k)
     assert_close(scores, ref, atol=1e-6, rtol=1e-6)
     rq, rk = torch.autograd.grad(ref.square().sum(), (q, k))

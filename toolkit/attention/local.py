@@ -137,12 +137,14 @@ class LocalAttention(AttentionBase):
     #: when ``T >= BLOCKED_FROM · span`` (``span = block_size + 2·window``, the keys one
     #: block sees; ``block_size + window`` when causal), dense SDPA under the band mask
     #: otherwise. Dense costs ``∝ T²``, blocked ``∝ T·span`` plus the edge blocks and a few
-    #: more calls, so the blocked path wins from some ``T/span`` above 1. This value must
-    #: come from the benchmark: the smallest ``T/span`` at which ``local_blocked`` is no
-    #: slower than ``local_dense`` (fwd and fwd+bwd), ``python benchmarks/attention.py
-    #: --types local_blocked local_dense sdpa_masked --lengths 512 768 1024 1536 2048``.
-    #: 2.0 is an estimate until that run.
-    BLOCKED_FROM = 2.0
+    #: more calls, so the blocked path wins from some ``T/span`` above 1. The value
+    #: comes from the benchmark: the smallest ``T/span`` at which ``local_blocked`` is no
+    #: slower than ``local_dense`` in both passes, ``python benchmarks/attention.py --types
+    #: local_blocked local_dense sdpa_masked --lengths 512 768 1024 1536 2048 3072``
+    #: (``benchmarks/results/local/crossover.md``; window 256, span 768, fp32, 2 threads,
+    #: AVX2): at T = 768 (1.0 · span) blocked won forward (12.2 vs 14.5 ms) but lost
+    #: forward+backward (46.2 vs 44.8 ms); from T = 1024 (4/3 · span) it won both.
+    BLOCKED_FROM = 4 / 3
     #: Devices on which the blocked path may run. On CUDA dense SDPA under the band mask was
     #: faster at every measured length (bf16, T 1024-8192, window 256: 0.76 vs 2.49 ms
     #: forward at 8192, ``benchmarks/results/gpu``), so there every call takes the dense path.
