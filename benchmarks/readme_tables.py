@@ -356,6 +356,116 @@ def sentiment_seeds() -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- run tables
+
+# Each recipe README opens with one table: per measured config the command that trains it,
+# the test metric and the budget, from the same result files as the tables below it.
+# Rows: (config, command, result folder, metric renderer); the command "same run" repeats
+# the row above (another decoding of the same checkpoint).
+
+
+def _budget(saved: dict[str, Any]) -> str:
+    budget = saved.get("budget") or {}
+    if not budget:
+        return "—"
+    if budget.get("stopped_by") == "max_steps":
+        return f"{budget['steps']:,} steps ({budget['epochs']:g} epochs)"
+    epochs = budget.get("max_epochs") if budget.get("stopped_by") == "max_epochs" else None
+    return f"{epochs or budget['epochs']:g} epochs ({budget['steps']:,} steps)"
+
+
+def _run_table(rows: list[tuple[str, str, str, Callable[[dict[str, Any]], str]]]) -> str:
+    body = []
+    for config, command, folder, metric in rows:
+        saved = _json(f"{folder}/metrics.json")
+        run = command if command == "same run" else f"`{command}`"
+        body.append([config, run, metric(saved), _budget(saved)])
+    return "\n".join(_md(["config", "command", "test metric", "budget"], body, right=4))
+
+
+def _sentiment_metric(saved: dict[str, Any]) -> str:
+    m = saved["metrics"]
+    return f"accuracy {m['accuracy']:.3f}, macro-F1 {m['f1_macro']:.3f}"
+
+
+def sentiment_runs() -> str:
+    train = "python -m toolkit.train recipe=sentiment"
+    return _run_table([
+        ("BiGRU + `additive` pooling (default)", f"{train} attention=additive",
+         f"{SENT}/default/bigru-additive", _sentiment_metric),
+        ("BiGRU + `multihead` pooling", f"{train} attention=multihead",
+         f"{SENT}/default/bigru-multihead", _sentiment_metric),
+        ("BiGRU + mean over states (`uniform`, no attention)", f"{train} attention=uniform",
+         f"{SENT}/default/bigru-uniform", _sentiment_metric),
+    ])  # fmt: skip
+
+
+def _translation_metric(saved: dict[str, Any]) -> str:
+    m, beam = saved["metrics"], saved["decode"]["beam_size"]
+    return (f"BLEU {m['bleu']:.1f} (beam {beam}; greedy {m['bleu_greedy']:.1f}), chrF "
+            f"{m['chrf']:.1f}; copying the source: BLEU {m['copy_bleu']:.1f}, chrF "
+            f"{m['copy_chrf']:.1f}")  # fmt: skip
+
+
+def translation_runs() -> str:
+    kind = _json(f"{TR_NOW}/metrics.json")["attention"]
+    return _run_table([
+        (f"Transformer, multi-head attention with `{kind}` scores (default)",
+         f"python -m toolkit.train recipe=translation attention={kind}", TR_NOW,
+         _translation_metric),
+    ])  # fmt: skip
+
+
+def _caption_metric(saved: dict[str, Any]) -> str:
+    m = saved["metrics"]
+    return (f"BLEU-4 {m['bleu4']:.1f}, CIDEr-D {m['cider']:.2f}, grounding "
+            f"{_pct(m['grounding'])} % (chance {_pct(m['grounding_chance'])} %), CHAIR-i "
+            f"{_pct(m['chair_i'])} %")  # fmt: skip
+
+
+def captioning_runs() -> str:
+    now = _json(f"{CAP}/default/metrics.json")
+    return _run_table([
+        (f"CNN + LSTM, `additive` (default), beam {now['decode']['beam_size']}",
+         "python -m toolkit.train recipe=captioning attention=additive", f"{CAP}/default",
+         _caption_metric),
+        ("the same checkpoint, greedy",
+         "python -m toolkit.evaluate ckpt=<run>/checkpoints/<best>.ckpt decode.beam_size=1",
+         f"{CAP}/default-greedy", _caption_metric),
+    ])  # fmt: skip
+
+
+def _asr_metric(prefix: str) -> Callable[[dict[str, Any]], str]:
+    def metric(saved: dict[str, Any]) -> str:
+        m = saved["metrics"]
+        return (
+            f"WER {_pct(m[f'{prefix}wer'])} % clean, {_pct(_mean_wer(m, prefix, '10'))} % "
+            f"at 10 dB, {_pct(_mean_wer(m, prefix, '0'))} % at 0 dB (mean of 5 noises)"
+        )
+
+    return metric
+
+
+def _asr_sentences_metric(saved: dict[str, Any]) -> str:
+    return f"{_asr_metric('')(saved)}; CER {_pct(saved['metrics']['cer'])} % clean"
+
+
+def asr_runs() -> str:
+    now = _json(f"{ASR_NOW}/metrics.json")
+    d = now["decode"]
+    return _run_table([
+        ("Conformer + `multihead`, character tokens, CTC greedy (default decoding)",
+         f"python -m toolkit.train recipe=asr attention=multihead decode.mode={d['mode']} "
+         f"decode.ctc_weight={d['ctc_weight']}", ASR_NOW, _asr_metric("ctc_greedy_")),
+        (f"the same run decoded with the joint beam ({d['beam_size']}, `ctc_weight` "
+         f"{d['ctc_weight']})", "same run", ASR_NOW, _asr_metric("")),
+        ("open vocabulary: sentences, sentencepiece units, CTC greedy",
+         "python -m toolkit.train recipe=asr data.text=sentences data.tokens=sentencepiece "
+         "trainer.max_epochs=null trainer.max_steps=2200", ASR_SENTENCES,
+         _asr_sentences_metric),
+    ])  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- registry
 
 
@@ -403,6 +513,10 @@ def gpu_summary() -> str:
 
 BLOCKS: dict[str, tuple[str, Callable[[], str]]] = {
     "gpu": ("README.md", gpu_summary),
+    "sentiment-runs": ("recipes/sentiment/README.md", sentiment_runs),
+    "translation-runs": ("recipes/translation/README.md", translation_runs),
+    "captioning-runs": ("recipes/captioning/README.md", captioning_runs),
+    "asr-runs": ("recipes/asr/README.md", asr_runs),
     "asr-summary": ("recipes/asr/README.md", asr_summary),
     "asr-wer": ("recipes/asr/README.md", asr_wer),
     "asr-ctc-wer": ("recipes/asr/README.md", asr_ctc_wer),
