@@ -1,6 +1,7 @@
 """Screenshot of a report page in headless Chromium, served from 127.0.0.1 (README picture).
 
 python tests/browser/screenshot.py report/index.html docs/report.png [--height 1600]
+python tests/browser/screenshot.py PAGE OUT --element "#recipe-sentiment" --height 1400
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=1600, help="0 = the full page")
+    parser.add_argument(
+        "--element", default="", help="CSS selector: the picture starts at this element's top"
+    )
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -35,7 +39,12 @@ def main() -> None:
             page = browser.new_page(viewport={"width": args.width, "height": args.height or 900})
             page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/{page_path.name}")
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=args.out, full_page=args.height == 0)
+            if args.element:
+                top = page.locator(args.element).first.bounding_box()["y"]
+                clip = {"x": 0, "y": top, "width": args.width, "height": args.height or 900}
+                page.screenshot(path=args.out, full_page=True, clip=clip)
+            else:
+                page.screenshot(path=args.out, full_page=args.height == 0)
             browser.close()
     finally:
         httpd.shutdown()
