@@ -709,7 +709,9 @@ def run(args, sizes: Sizes, mode: Mode, ctx) -> dict[str, dict]:
             row["status"] = "failed: " + row["error"] if "error" in row else "measured"
             if name != group[0] and "ms_median" in row and "ms_median" in ours:
                 row["time_ratio"] = ours["ms_median"] / row["ms_median"]
-                row["mem_ratio"] = ours["peak_mib"] / row["peak_mib"] if row["peak_mib"] else None
+            if name != group[0] and row.get("peak_mib") and "peak_mib" in ours:
+                row["mem_ratio"] = ours["peak_mib"] / row["peak_mib"]
+            if name != group[0] and "params" in row and "params" in ours:
                 row["params_delta"] = row["params"] - ours["params"]
     return rows
 
@@ -753,13 +755,13 @@ def verdicts(rows: dict[str, dict]) -> list[str]:
         best = min(peers, key=lambda r: r["ms_median"])
         ratio = ours["ms_median"] / best["ms_median"]
         ok = "**met**" if ratio <= TARGET else "**missed**"
-        equal = "equal parameters" if best["params_delta"] == 0 else (
-            f"peer has {best['params_delta']:+,} parameters")  # fmt: skip
+        equal = "equal parameters" if best.get("params_delta") == 0 else (
+            f"peer has {best.get('params_delta', 0):+,} parameters")  # fmt: skip
         lines.append(
             f"- `{pair}`: ours {ours['ms_median']:.1f} ms vs fastest peer `{best['case']}` "
             f"{best['ms_median']:.1f} ms = **{ratio:.2f}×** (target ≤ {TARGET}×): {ok}; "
-            f"peak memory {ours['peak_mib']:.1f} vs {best['peak_mib']:.1f} MiB "
-            f"({ours['peak_mib'] / best['peak_mib']:.2f}×); {equal}"
+            f"peak memory {_fmt(ours.get('peak_mib'))} vs {_fmt(best.get('peak_mib'))} MiB "
+            f"({_fmt(best.get('mem_ratio'), 2)}×); {equal}"
         )
     return lines
 
