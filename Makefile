@@ -30,8 +30,15 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(PY) -m toolkit.compare profile=quick
 
+# The fast suite on TEST_WORKERS processes (pytest-xdist; TEST_WORKERS=0: one process). A
+# test file goes to one worker as a whole (its module-scoped fixtures, such as trained tiny
+# checkpoints, are built once), in collection order: the long end-to-end files first, the
+# many short unit files last, so both workers finish at about the same time.
+TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 test: setup
-	$(PY) -m pytest -m "not slow" -q --durations=30
+	$(PY) -m pytest -m "not slow" -q --durations=30 $(XDIST)
 
 test-slow: setup
 	$(PY) -m pytest -m slow -q

@@ -1,5 +1,5 @@
 """Shared test fixtures: a fixed RNG seed for every test, the repository paths and the
-sentiment corpora's pinned sdist."""
+sentiment corpora's pinned sdist; under pytest-xdist, each worker's share of the cores."""
 
 from __future__ import annotations
 
@@ -11,6 +11,18 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config) -> None:
+    """An xdist worker (``make test``: ``-n 2``) computes on its share of the cores, it and the
+    processes it starts (``OMP_NUM_THREADS``): torch's default, one thread per core in every
+    worker, oversubscribes the machine."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not workers:
+        return
+    threads = max(1, (os.cpu_count() or 1) // int(workers))
+    torch.set_num_threads(threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
 @pytest.fixture(autouse=True)

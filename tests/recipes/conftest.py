@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,15 @@ from toolkit.paths import CONF_DIR
 
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory) -> Path:
-    """One temporary cache for the session; the sdist download itself is cached per machine."""
-    return tmp_path_factory.mktemp("cache")
+    """One temporary cache for the session, shared by the xdist workers of the session (their
+    base folders' common parent): each corpus is built once, under the cache's build lock
+    (``toolkit.data.cache.locked_build``), by whichever worker needs it first."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    cache = base / "tiny-cache"
+    cache.mkdir(exist_ok=True)
+    return cache
 
 
 @pytest.fixture
