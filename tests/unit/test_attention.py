@@ -624,6 +624,28 @@ def test_additive_scores_gradcheck_with_broadcast_leads():
     assert_close(fn(qp, kp, v), ref, atol=1e-12, rtol=1e-12)
 
 
+def test_additive_scores_outside_the_exponential_range():
+    """Projections beyond ``EXP_BOUND`` (where e^{-2q} would overflow float32) take the
+    logistic path: still the formula, finite, and gradients equal to autograd's."""
+    from toolkit.attention import additive
+
+    torch.manual_seed(0)
+    qp = (30 * torch.randn(2, 5, 4)).requires_grad_()  # |2q| well over the bound
+    kp = torch.randn(2, 6, 4, requires_grad=True)
+    v = torch.randn(4, requires_grad=True)
+    assert 2 * qp.abs().max() > additive.EXP_BOUND
+    assert not additive._Logistic(2 * qp.detach(), 2 * kp.detach()).exp
+    out = additive._AdditiveScores.apply(qp, kp, v, 2, 4)
+    ref = torch.tanh(qp.unsqueeze(-2) + kp.unsqueeze(-3)) @ v
+    assert torch.isfinite(out).all()
+    assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(out)
+    got = torch.autograd.grad(out, (qp, kp, v), g)
+    want = torch.autograd.grad(ref, (qp, kp, v), g)
+    for a, b in zip(got, want):
+        assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("tk", "budget"), [(8, 512), (24, 256)], ids=["query-chunks", "key-chunks"]
 )  # a (B, 1, Tk, h) query row fits the budget / does not
@@ -638,20 +660,20 @@ def test_additive_memory_is_bounded(tk, budget, monkeypatch):
     assert full > 4 * budget
 
     largest = [0]
-    real_tanh = torch.tanh
+    # every element-wise pass over a chunk buffer goes through one of these
+    wrapped = [(torch, "tanh"), (torch.Tensor, "tanh_"), (torch.Tensor, "sigmoid_"),
+               (torch.Tensor, "reciprocal_")]  # fmt: skip
+    real = {name: getattr(owner, name) for owner, name in wrapped}
 
-    def recording_tanh(x, *args, **kwargs):
-        largest[0] = max(largest[0], x.numel())
-        return real_tanh(x, *args, **kwargs)
+    def recording(name):
+        def call(x, *args, **kwargs):
+            largest[0] = max(largest[0], x.numel())
+            return real[name](x, *args, **kwargs)
 
-    real_tanh_ = torch.Tensor.sigmoid_
+        return call
 
-    def recording_tanh_(x):
-        largest[0] = max(largest[0], x.numel())
-        return real_tanh_(x)
-
-    monkeypatch.setattr(torch, "tanh", recording_tanh)
-    monkeypatch.setattr(torch.Tensor, "sigmoid_", recording_tanh_)
+    for owner, name in wrapped:
+        monkeypatch.setattr(owner, name, recording(name))
     saved: dict[int, int] = {}  # storage -> elements, kept alive for backward
 
     def pack(t):
@@ -665,9 +687,10 @@ def test_additive_memory_is_bounded(tk, budget, monkeypatch):
     assert sum(saved.values()) < full // 2
     gq, gk = torch.autograd.grad(scores.square().sum(), (q, k))  # recomputes the chunks
     assert 0 < largest[0] <= budget
-    monkeypatch.setattr(torch, "tanh", real_tanh)
-    monkeypatch.setattr(torch.Tensor, "sigmoid_", real_tanh_)
-    ref = big.scores(q, k)
+    for owner, name in wrapped:
+        monkeypatch.setattr(owner, name, real[name])
+    # the formula, unchunked
+    ref = torch.tanh(big.q_proj(q).unsqueeze(-2) + big.k_proj(k).unsqueeze(-3)) @ big.v
     assert_close(scores, ref, atol=1e-6, rtol=1e-6)
     rq, rk = torch.autograd.grad(ref.square().sum(), (q, k))
     assert_close(gq, rq, atol=1e-5, rtol=1e-5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 from torch.autograd.function import once_differentiable
@@ -17,20 +19,48 @@ CACHE_CHUNK = 1 << 20
 
 def _chunks(tq: int, tk: int, pair: int, budget: int) -> tuple[int, int]:
     """Query and key steps of chunks holding at most ``budget`` elements of ``pair`` each
-    (one ``(query, key)`` pair at least); keys are cut only when one query row is over."""
-    kstep = min(tk, max(1, budget // pair))
-    step = max(1, min(tq, budget // (pair * kstep)))
+    (one ``(query, key)`` pair at least), as square as the lengths allow: backward sums
+    each chunk over its queries and over its keys, and both sums stay short that way."""
+    pairs = max(1, budget // pair)
+    kstep = min(tk, max(1, math.isqrt(pairs), pairs // max(1, tq)))
+    step = max(1, min(tq, pairs // kstep))
     return step, kstep
+
+
+#: Largest ``|2q|`` and ``|2k|`` for which ``σ(2q + 2k)`` is taken as
+#: ``1 / (1 + e^{-2q} e^{-2k})``: each factor then lies in ``[e^-42, e^42]`` and their product
+#: in ``[e^-84, e^84]``, inside float32's range. Beyond it (``tanh`` is 1 to float32 there)
+#: the logistic function runs on the sums instead.
+EXP_BOUND = 42.0
+
+
+class _Logistic:
+    """``σ(a_i + b_j)`` for chunks of rows ``i`` and columns ``j``, as one buffer
+    ``(*, c, kc, h)``: from ``e^{-a}`` and ``e^{-b}`` (computed once) when they are in range,
+    as a product and a reciprocal — three cheap passes instead of an add and the far costlier
+    logistic function — else from the sums."""
+
+    def __init__(self, a: Tensor, b: Tensor) -> None:
+        bound = max(a.abs().amax().item(), b.abs().amax().item()) if a.numel() else 0.0
+        self.exp = bound <= EXP_BOUND
+        self.a, self.b = (torch.exp(-a), torch.exp(-b)) if self.exp else (a, b)
+
+    def __call__(self, i: slice, j: slice) -> Tensor:
+        x, y = self.a[..., i, :].unsqueeze(-2), self.b[..., j, :].unsqueeze(-3)
+        if self.exp:
+            return torch.mul(x, y).add_(1).reciprocal_()
+        return torch.add(x, y).sigmoid_()
 
 
 class _AdditiveScores(torch.autograd.Function):
     """``s_ij = vᵀ tanh(q_i + k_j)`` in chunks, with a hand-written backward.
 
-    ``tanh`` is taken as ``2σ(2x) - 1``: on CPU the logistic function runs about three times
-    faster than ``tanh`` and is what the loop spends its time in, and the affine parts fold
-    into the operands (``2q``, ``2k`` once) and into the product with ``v``:
-    ``s_ij = 2 vᵀ σ(2q_i + 2k_j) - Σ v``. Forward never keeps a chunk; backward recomputes
-    ``σ`` chunk by chunk and uses ``∂tanh(a)/∂a = 1 - t² = 4σ(1 - σ)``:
+    ``tanh`` is taken as ``2σ(2x) - 1`` with ``σ(2q + 2k) = 1 / (1 + e^{-2q} e^{-2k})``
+    (``_Logistic``): the exponentials are computed once per query and per key, so the loop
+    over ``(query, key)`` pairs runs a product, an add and a reciprocal instead of ``tanh``,
+    and the affine parts fold into the product with ``v``:
+    ``s_ij = 2 vᵀ σ_ij - Σ v``. Forward never keeps a chunk; backward recomputes ``σ``
+    chunk by chunk and uses ``∂tanh(a)/∂a = 1 - t² = 4σ(1 - σ)``:
     ``g_v = Σ g_ij t_ij = 2 Σ g_ij σ_ij - Σ g_ij``, ``g_q_i = 4v ⊙ Σ_j g_ij σ_ij(1 - σ_ij)``
     and ``g_k_j = 4v ⊙ Σ_i g_ij σ_ij(1 - σ_ij)``, in place on the one chunk buffer.
     Everything runs in the inputs' common dtype, outside autocast.
@@ -49,11 +79,11 @@ class _AdditiveScores(torch.autograd.Function):
         out = q2.new_empty(*lead, tq, tk)
         v2, vsum = 2 * v, v.sum()
         with torch.autocast(qp.device.type, enabled=False):
+            sigma = _Logistic(q2, k2)
             for i in range(0, tq, step):
-                qc = q2[..., i : i + step, :].unsqueeze(-2)
                 for j in range(0, tk, kstep):
-                    sig = torch.add(qc, k2[..., j : j + kstep, :].unsqueeze(-3)).sigmoid_()
-                    out[..., i : i + step, j : j + kstep] = torch.matmul(sig, v2).sub_(vsum)
+                    rows, cols = slice(i, i + step), slice(j, j + kstep)
+                    out[..., rows, cols] = torch.matmul(sigma(rows, cols), v2).sub_(vsum)
         return out
 
     @staticmethod
@@ -71,19 +101,20 @@ class _AdditiveScores(torch.autograd.Function):
         sk = q2.new_zeros(*lead, tk, h) if need_k else None
         gs = q2.new_zeros(h) if need_v else None
         with torch.autocast(q2.device.type, enabled=False):
+            sigma = _Logistic(q2, k2)
             for i in range(0, tq, step):
-                qc = q2[..., i : i + step, :].unsqueeze(-2)
                 for j in range(0, tk, kstep):
-                    g = grad[..., i : i + step, j : j + kstep]
-                    sig = torch.add(qc, k2[..., j : j + kstep, :].unsqueeze(-3)).sigmoid_()
+                    rows, cols = slice(i, i + step), slice(j, j + kstep)
+                    g = grad[..., rows, cols]
+                    sig = sigma(rows, cols)
                     if need_v:  # Σ_ij g_ij σ_ij: (…, c, 1, kc) @ (…, c, kc, h)
                         gs += torch.matmul(g.unsqueeze(-2), sig).sum_to_size(h)
                     if need_q or need_k:
                         sig.addcmul_(sig, sig, value=-1).mul_(g.unsqueeze(-1))  # g σ(1 - σ)
                         if need_q:
-                            sq[..., i : i + step, :] += sig.sum(-2)
+                            sq[..., rows, :] += sig.sum(-2)
                         if need_k:
-                            sk[..., j : j + kstep, :] += sig.sum(-3)
+                            sk[..., cols, :] += sig.sum(-3)
         q_dtype, k_dtype, v_dtype = ctx.dtypes
         q_shape, k_shape = ctx.shapes
         gq = (sq * (4 * v)).sum_to_size(q_shape).to(q_dtype) if need_q else None
