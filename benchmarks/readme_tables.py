@@ -466,6 +466,130 @@ def asr_runs() -> str:
     ])  # fmt: skip
 
 
+# ----------------------------------------------------------------------------- standard
+
+STANDARD = "results/compare/standard"
+
+
+def standard_budgets() -> str:
+    """The `profile=standard` budgets and the calibration curves' figures behind them
+    (benchmarks/standard_budget.py)."""
+    rows = _csv(f"{STANDARD}/calibration/calibration.csv")
+    head = ["recipe", "validation metric (runs)", "full default budget", "value there",
+            "standard budget", "value there (share of quality)",
+            "train s: standard / full"]  # fmt: skip
+    body = []
+    for r in rows:
+        unit, n = r["unit"], int(r["budget"])
+        metric = f"`{r['monitor']}`" + (" (quality = 1 − WER)" if r["quality"] != "value" else "")
+        body.append([
+            r["recipe"], f"{metric}, `{r['attention']}` ({r['runs']})",
+            f"{r['full_budget']} {unit} ({int(r['full_steps']):,} steps)",
+            _standard_value(float(r["full_value"])),
+            f"**{n} {unit[:-1] if n == 1 else unit}** ({int(r['budget_steps']):,} steps)",
+            f"{_standard_value(float(r['budget_value']))} "
+            f"({100 * float(r['fraction_of_full']):.1f} %)",
+            f"{float(r['budget_elapsed_s']):,.0f} / {float(r['full_train_s']):,.0f}",
+        ])  # fmt: skip
+    return "\n".join(_md(head, body, right=3))
+
+
+def _standard_value(v: float) -> str:
+    return f"{v:.2f}" if v >= 10 else f"{v:.4f}"
+
+
+def _groups(path: str) -> dict[str, list[dict[str, str]]]:
+    out: dict[str, list[dict[str, str]]] = {}
+    for r in _csv(path):
+        out.setdefault(r["attention"], []).append(r)
+    return out
+
+
+def _delta(r: dict[str, str]) -> str:
+    if r["significance_note"] == "reference":
+        return "reference"
+    p = float(r["p_value"])
+    text = (f"{100 * float(r['diff_vs_reference']):+.1f} ({100 * float(r['diff_ci95_low']):+.1f}"
+            f" … {100 * float(r['diff_ci95_high']):+.1f}), p = "
+            f"{f'{p:.3f}' if p >= 0.001 else f'{p:.1e}'}")  # fmt: skip
+    return f"**{text}**" if r["significant"] == "True" else text
+
+
+def _minutes(text: str) -> float:
+    """``h:mm:ss`` or ``m:ss(.ss)`` of /usr/bin/time -v -> minutes."""
+    parts = [float(x) for x in text.split(":")]
+    seconds = sum(v * 60**i for i, v in enumerate(reversed(parts)))
+    return seconds / 60
+
+
+def standard_grid() -> dict[str, float]:
+    """Wall-clock, CPU time and load of the demonstration grid (its time.txt, loadavg.log)."""
+    import statistics
+
+    lines = (ROOT / STANDARD / "time.txt").read_text(encoding="utf-8").splitlines()
+    info = dict(line.strip().rsplit(": ", 1) for line in lines if ": " in line)
+    loads = [float(line.split()[1]) for line in
+             (ROOT / STANDARD / "loadavg.log").read_text(encoding="utf-8").splitlines()
+             if line.strip()]  # fmt: skip
+    return {
+        "wall_min": _minutes(info["Elapsed (wall clock) time (h:mm:ss or m:ss)"]),
+        "cpu_min": (float(info["User time (seconds)"]) + float(info["System time (seconds)"]))
+        / 60,
+        "load_median": statistics.median(loads), "load_min": min(loads),
+        "load_max": max(loads),
+    }  # fmt: skip
+
+
+def standard_sentiment() -> str:
+    """The demonstration: sentiment at `profile=standard`, additive / multihead / uniform,
+    five seeds each; both reports' results.csv (against multihead and against uniform)."""
+    vs_mh = _groups(f"{STANDARD}/report/results.csv")
+    vs_u = _groups(f"{STANDARD}/report-vs-uniform/results.csv")
+    head = ["attention", "seeds", "test accuracy %: mean", "95 % interval over seeds",
+            "Δ vs `multihead` (95 % interval), p", "Δ vs `uniform` (95 % interval), p",
+            "train s per run", "run wall s"]  # fmt: skip
+    body = []
+    for kind in ("additive", "multihead", "uniform"):
+        runs = vs_mh[kind]
+        r = runs[0]
+        ok = [x for x in runs if x["status"] in ("ok", "reused")]
+        train = statistics_mean([float(x["train_s"]) for x in ok])
+        wall = statistics_mean([_wall(x["run_dir"]) for x in ok])
+        body.append([
+            f"`{kind}`", f"{r['primary_seeds']}/{len(runs)}",
+            f"{100 * float(r['primary_mean']):.1f}",
+            f"{100 * float(r['primary_ci95_low']):.1f} – {100 * float(r['primary_ci95_high']):.1f}",
+            _delta(r), _delta(vs_u[kind][0]), f"{train:.0f}", f"{wall:.0f}",
+        ])  # fmt: skip
+    g, n = standard_grid(), sum(map(len, vs_mh.values()))
+    lines = _md(head, body, right=2)
+    lines += [
+        "",
+        f"Δ: accuracy points, paired bootstrap over the {_test_size(vs_mh)} test sentences "
+        "(1,000 resamples, the same seeds paired); bold: significant at 0.05. The grid "
+        f"({n} runs, two at a time with one thread each) took {g['wall_min']:.1f} min "
+        f"wall-clock and {g['cpu_min']:.1f} min of CPU time; load average {g['load_min']:.1f}–"
+        f"{g['load_max']:.1f} (median {g['load_median']:.1f}) on the 2 cores while it ran.",
+    ]
+    return "\n".join(lines)
+
+
+def statistics_mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _wall(run_dir: str) -> float:
+    return float(json.loads((ROOT / run_dir / "compare.json").read_text())["wall_seconds"])
+
+
+def _test_size(groups: dict[str, list[dict[str, str]]]) -> str:
+    from toolkit.runs import read_per_example
+
+    run = next(iter(groups.values()))[0]["run_dir"]
+    _, examples = read_per_example(ROOT / run)
+    return f"{len(examples):,}"
+
+
 # ----------------------------------------------------------------------------- registry
 
 
@@ -511,7 +635,63 @@ def gpu_summary() -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- CPU kernels
+
+BENCH = "benchmarks/results"
+
+
+def _cases(path: str) -> dict[tuple[str, int, str], dict[str, float]]:
+    return {
+        (r["attention"], int(r["seq_len"]), r["pass"]): {
+            "ms": float(r["ms_median"]), "mib": float(r["peak_mib"])}
+        for r in _csv(path) if r["ms_median"]
+    }  # fmt: skip
+
+
+def cpu_kernels() -> str:
+    """The efficient-kernel targets against the fused references, from the committed runs:
+    ``local/local.csv`` (T 4096, 8192), ``local/dispatch/attention.csv`` (T 1024, 2048, with
+    the current dispatch), ``additive/additive_speedup.csv`` and ``additive/memory/``."""
+    wide = _cases(f"{BENCH}/local/local.csv")
+    near = _cases(f"{BENCH}/local/dispatch/attention.csv")
+    rows = []
+    for n in (1024, 2048, 4096, 8192):
+        src = near if (("local", n, "fwd") in near) else wide
+        cells = []
+        for p in ("fwd", "fwd_bwd"):
+            a, b = src[("local", n, p)], src[("sdpa_masked", n, p)]
+            cells.append(f"{a['ms']:,.1f} vs {b['ms']:,.1f} ms ({a['ms'] / b['ms']:.2f}×)")
+        rows.append([f"`local` vs `sdpa_masked`, T = {n}"] + cells + [
+            "met" if all(src[("local", n, p)]["ms"] <= src[("sdpa_masked", n, p)]["ms"]
+                         for p in ("fwd", "fwd_bwd")) else "**missed**"])  # fmt: skip
+    cells, ok = [], True
+    for p in ("fwd", "fwd_bwd"):
+        a, b = wide[("local", 8192, p)], wide[("sdpa", 8192, p)]
+        speed, mem = b["ms"] / a["ms"], a["mib"] / b["mib"]
+        ok &= speed >= 5 and mem <= 2
+        cells.append(f"{a['ms']:,.0f} vs {b['ms']:,.0f} ms (**{speed:.1f}× faster**); "
+                     f"{a['mib']:.0f} vs {b['mib']:.0f} MiB ({mem:.2f}×)")  # fmt: skip
+    rows.append(["`local` vs `sdpa` at 8192: ≥ 5× faster, memory ≤ 2×"] + cells
+                + ["met" if ok else "**missed**"])  # fmt: skip
+    speed = {
+        (int(r["seq_len"]), r["pass"]): r for r in _csv(f"{BENCH}/additive/additive_speedup.csv")
+    }
+    mem = _cases(f"{BENCH}/additive/memory/attention.csv")
+    cells, ok = [], True
+    for p in ("fwd", "fwd_bwd"):
+        r = speed[(2048, p)]
+        a, b = mem[("additive", 2048, p)], mem[("scaled_dot_eager", 2048, p)]
+        ok &= float(r["speedup"]) >= 3 and a["mib"] <= 2 * b["mib"]
+        cells.append(f"{float(r['ref_ms']):,.0f} → {float(r['new_ms']):,.0f} ms "
+                     f"(**{float(r['speedup']):.1f}×**); {a['mib']:.0f} MiB "
+                     f"({a['mib'] / b['mib']:.2f}× `scaled_dot` eager)")  # fmt: skip
+    rows.append(["`additive` at 2048²: ≥ 3× faster than before, memory ≤ 2× eager dot"] + cells
+                + ["met" if ok else "**missed**"])  # fmt: skip
+    return "\n".join(_md(["target", "fwd", "fwd+bwd", ""], rows, right=1))
+
+
 BLOCKS: dict[str, tuple[str, Callable[[], str]]] = {
+    "cpu-kernels": ("README.md", cpu_kernels),
     "gpu": ("README.md", gpu_summary),
     "sentiment-runs": ("recipes/sentiment/README.md", sentiment_runs),
     "translation-runs": ("recipes/translation/README.md", translation_runs),
