@@ -174,7 +174,14 @@ class AdditiveAttention(AttentionBase):
 
     def projected_scores(self, qp: Tensor, kp: Tensor) -> Tensor:
         """Scores ``vᵀ tanh(qp_i + kp_j)`` ``(*, Tq, Tk)`` of projected queries ``(*, Tq, h)``
-        and keys ``(*, Tk, h)``, in bounded-memory chunks (see the class)."""
+        and keys ``(*, Tk, h)``, in bounded-memory chunks (see the class).
+
+        While a graph is being recorded for export (``torch.jit.trace``/``script``, ONNX),
+        the formula is written out whole instead: an exported graph cannot hold the Python
+        autograd function, and the whole formula serves every input length the graph sees.
+        """
+        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
+            return torch.matmul(torch.tanh(qp.unsqueeze(-2) + kp.unsqueeze(-3)), self.v)
         lead = torch.broadcast_shapes(qp.shape[:-2], kp.shape[:-2]).numel()
         pair = max(1, lead * qp.shape[-1])  # elements of one (query, key) pair
         step, kstep = _chunks(
