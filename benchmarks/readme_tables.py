@@ -690,7 +690,33 @@ def cpu_kernels() -> str:
     return "\n".join(_md(["target", "fwd", "fwd+bwd", ""], rows, right=1))
 
 
+def peers() -> str:
+    """Our recipe models against other libraries at equal maths (``benchmarks/peers.py``)."""
+    rows = []
+    for r in _csv(f"{BENCH}/peers/peers.csv"):
+        if r["side"] != "peer":
+            continue
+        if r["status"] != "measured":
+            rows.append([r["pair"], f"`{r['case']}`", r["package"], "", "", "", "", r["status"]])
+            continue
+        ours = next(o for o in _csv(f"{BENCH}/peers/peers.csv")
+                    if o["pair"] == r["pair"] and o["side"] == "ours")  # fmt: skip
+        rows.append([
+            r["pair"], f"`{r['case']}`", f"{r['package']} {r['version']}",
+            f"{int(r['params']):,}",
+            f"{float(ours['ms_median']):,.0f} vs {float(r['ms_median']):,.0f}",
+            f"**{float(r['time_ratio']):.2f}×**",
+            f"{float(ours['peak_mib']):,.0f} vs {float(r['peak_mib']):,.0f} "
+            f"({float(r['mem_ratio']):.2f}×)",
+            "met (≤ 1.1×)" if float(r["time_ratio"]) <= 1.1 else "**missed** (> 1.1×)",
+        ])  # fmt: skip
+    head = ["pair", "peer", "package", "parameters (both)", "step ms, ours vs peer",
+            "ours/peer time", "peak MiB, ours vs peer", "target"]  # fmt: skip
+    return "\n".join(_md(head, rows, right=3))
+
+
 BLOCKS: dict[str, tuple[str, Callable[[], str]]] = {
+    "peers": ("README.md", peers),
     "cpu-kernels": ("README.md", cpu_kernels),
     "gpu": ("README.md", gpu_summary),
     "sentiment-runs": ("recipes/sentiment/README.md", sentiment_runs),
