@@ -719,6 +719,8 @@ BLOCKS: dict[str, tuple[str, Callable[[], str]]] = {
     "peers": ("README.md", peers),
     "cpu-kernels": ("README.md", cpu_kernels),
     "gpu": ("README.md", gpu_summary),
+    "standard-budgets": ("README.md", standard_budgets),
+    "standard-sentiment": ("README.md", standard_sentiment),
     "sentiment-runs": ("recipes/sentiment/README.md", sentiment_runs),
     "translation-runs": ("recipes/translation/README.md", translation_runs),
     "captioning-runs": ("recipes/captioning/README.md", captioning_runs),

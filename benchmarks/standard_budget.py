@@ -20,11 +20,11 @@ of the default config trained once at that full budget.
 * the full-budget quality is that at the last logged validation; the standard budget is the
   smallest logged budget whose quality is >= ``FRACTION`` of it.
 
-A shorter run also decays its learning-rate schedule sooner, so at the chosen budget a run
-trained to it does at least as well as this curve's point in practice; the rule reads the
-long run's curve and is conservative in that sense. Elapsed seconds come from the logged
-``time/elapsed_s`` where a run logged it, else ``train_seconds × steps so far / steps``
-(marked ``estimated``).
+The curve is that of one long run: a run trained only to the chosen budget ends its
+learning-rate schedule (warm-up + cosine) there, so its quality at that budget can differ
+from the long run's point, in either direction; check it on the runs of the profile.
+Elapsed seconds come from the logged ``time/elapsed_s`` where a run logged it, else
+``train_seconds × steps so far / steps`` (marked ``estimated``).
 """
 
 from __future__ import annotations

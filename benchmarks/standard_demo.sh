@@ -9,8 +9,9 @@
 #   bash benchmarks/standard_demo.sh run ARGS  # ARGS: more toolkit.compare arguments
 # (RUNS and KEEP in the environment move the run folders and the kept files elsewhere.)
 #
-# Kept per run (never checkpoints): metrics.json, per_example.jsonl.gz, config.yaml,
-# compare.json, logs/metrics.csv; seed 1 of each type also its attention pictures. Kept for
+# Kept per run, in results/compare/standard/grid/<recipe>/<attention>/seed<N> (never
+# checkpoints): metrics.json, per_example.jsonl.gz, config.yaml, compare.json,
+# logs/metrics.csv. Kept for
 # the grid: time.txt (/usr/bin/time -v of the compare command) and loadavg.log (the load
 # average every 15 s while it ran).
 set -euo pipefail
@@ -36,18 +37,14 @@ if [ "$MODE" = run ]; then
   mkdir -p "$KEEP"
   cp "$RUNS/time.txt" "$RUNS/loadavg.log" "$KEEP/"
   for run in "$RUNS"/sentiment/*/seed*; do
-    dest="$KEEP/runs/${run#"$RUNS"/}"
+    dest="$KEEP/grid/${run#"$RUNS"/}"
     mkdir -p "$dest/logs"
     cp "$run"/{metrics.json,per_example.jsonl.gz,config.yaml,compare.json} "$dest/"
     cp "$run/logs/metrics.csv" "$dest/logs/"
-    if [ "$(basename "$run")" = seed1 ] && [ -d "$run/attention" ]; then
-      mkdir -p "$dest/attention"
-      cp "$run"/attention/*.png "$dest/attention/" 2>/dev/null || true
-    fi
   done
 fi
 
 # the reports, from the kept files only (so anyone can re-make them from the repository)
-"$PY" -m toolkit.compare "${GRID[@]}" run=false "runs_dir=$KEEP/runs" "out=$KEEP/report"
-"$PY" -m toolkit.compare "${GRID[@]}" run=false "runs_dir=$KEEP/runs" \
+"$PY" -m toolkit.compare "${GRID[@]}" run=false "runs_dir=$KEEP/grid" "out=$KEEP/report"
+"$PY" -m toolkit.compare "${GRID[@]}" run=false "runs_dir=$KEEP/grid" \
   "out=$KEEP/report-vs-uniform" significance.reference=uniform
