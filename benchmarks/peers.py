@@ -191,8 +191,7 @@ NOTES = {
         "masks the convolution output instead of its input, has no dropout on the attention "
         "output, its attention wrapper asks `nn.MultiheadAttention` for the weights (its "
         "default `return_attn_weights=True`, so the unfused path runs), and its stack ends "
-        "with one more LayerNorm (eps 1e-6): +2E parameters. This pair's code is written "
-        "against SpeechBrain's documented API but has not run here (not installed).",
+        "with one more LayerNorm (eps 1e-6): +2E parameters.",
         "Not in the comparison: the log-mel front end, SpecAugment, the x4 conv subsampling "
         "and the positions (torchaudio's Conformer has none of them; the input is the "
         "subsampled frames).",
@@ -224,9 +223,7 @@ NOTES = {
         "the transformer pair's sizes. x-transformers' `Encoder` (dim E, heads H, "
         "`attn_dim_head` E/H, `ff_mult` F/E) is also pre-norm with a GELU FFN and a final "
         "norm, but its attention projections have no biases: its parameter count is lower "
-        "(stated in the table) and the comparison is not at equal parameters. This pair's "
-        "code is written against x-transformers' documented API but has not run here (not "
-        "installed).",
+        "(stated in the table) and the comparison is not at equal parameters.",
     ],
 }
 

@@ -703,14 +703,14 @@ def peers() -> str:
                     if o["pair"] == r["pair"] and o["side"] == "ours")  # fmt: skip
         rows.append([
             r["pair"], f"`{r['case']}`", f"{r['package']} {r['version']}",
-            f"{int(r['params']):,}",
+            f"{int(ours['params']):,} / {int(r['params']):,}",
             f"{float(ours['ms_median']):,.0f} vs {float(r['ms_median']):,.0f}",
             f"**{float(r['time_ratio']):.2f}×**",
             f"{float(ours['peak_mib']):,.0f} vs {float(r['peak_mib']):,.0f} "
             f"({float(r['mem_ratio']):.2f}×)",
             "met (≤ 1.1×)" if float(r["time_ratio"]) <= 1.1 else "**missed** (> 1.1×)",
         ])  # fmt: skip
-    head = ["pair", "peer", "package", "parameters (both)", "step ms, ours vs peer",
+    head = ["pair", "peer", "package", "parameters, ours / peer", "step ms, ours vs peer",
             "ours/peer time", "peak MiB, ours vs peer", "target"]  # fmt: skip
     return "\n".join(_md(head, rows, right=3))
 
