@@ -49,9 +49,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import ctypes
 import dataclasses
-import gc
 import importlib.metadata
 import importlib.util
 import math
@@ -59,7 +57,6 @@ import multiprocessing as mp
 import os
 import platform
 import re
-import resource
 import statistics
 import sys
 import time
@@ -73,8 +70,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "benchmarks"):  # run as a script from anywhere
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from attention_bench.isolation import peak_rss_kib, settle_memory  # noqa: E402
 
 TARGET = 1.1  # ours / fastest peer, step time
 
@@ -556,21 +556,6 @@ def check_equal(pair: str) -> dict[str, dict]:
 # --------------------------------------------------------------------------- memory
 
 
-def _peak_rss_kib() -> int:
-    # The resident-set high-water mark of this process (KiB on Linux). It only grows, so
-    # each case is measured in a fresh process: peak after the step minus peak before it.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def _settle() -> None:
-    """Drop freeable memory and reset the kernel's high-water mark to the current RSS."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
 # --------------------------------------------------------------------------- in a process
 
 
@@ -583,10 +568,10 @@ def measure_memory(name: str, sizes: dict, threads: int) -> dict:
     small.step()
     del small
     work = build(name, s)
-    _settle()
-    base = _peak_rss_kib()
+    settle_memory()
+    base = peak_rss_kib()
     first = work.step()
-    peak = (_peak_rss_kib() - base) / 1024
+    peak = (peak_rss_kib() - base) / 1024
     return {"peak_mib": peak, "first_ms": 1e3 * first, "params": param_count(work.module)}
 
 
@@ -625,6 +610,8 @@ def _child(conn, fn_name, kwargs):
 
 
 def in_fresh_process(ctx, fn_name: str, timeout: float, **kwargs) -> dict:
+    """``fn_name(**kwargs)`` in a new process of ``ctx``. By name, unlike the attention
+    benchmark's runner: this script's functions live in ``__main__``."""
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(send, fn_name, kwargs))
     proc.start()
