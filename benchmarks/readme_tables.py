@@ -715,7 +715,27 @@ def peers() -> str:
     return "\n".join(_md(head, rows, right=3))
 
 
+def data_wait() -> str:
+    """Waiting-for-data share and time to 90 % quality per recipe (``benchmarks/data_wait.py``):
+    the main run (speech there with ``data.num_workers=1``) and speech with the default 0."""
+    main = _csv(f"{BENCH}/data_wait/data_wait.csv")
+    zero = _csv(f"{BENCH}/data_wait/asr-workers0/data_wait.csv")
+    labelled = [(r, r["recipe"]) for r in main if r["recipe"] != "asr"]
+    labelled += [(r, "asr (default: 0 workers)") for r in zero]
+    labelled += [(r, "asr, `data.num_workers=1`") for r in main if r["recipe"] == "asr"]
+    rows = [[name, r["steps"], f"{float(r['wait_s']):.2f}", f"{float(r['batch_s']):.1f}",
+             f"{float(r['wait_s']) + float(r['batch_s']):.1f}",
+             f"{100 * float(r['wait_share']):.1f} %",
+             "met" if float(r["wait_share"]) <= 0.10 else "**missed**",
+             r["budget_to_90pct"], f"{float(r['train_s_to_90pct']):,.0f}"]
+            for r, name in labelled]  # fmt: skip
+    head = ["recipe", "steps", "waiting for data s", "training batches s", "total s",
+            "waiting share", "≤ 10 %", "budget to 90 % quality", "train s to 90 %"]  # fmt: skip
+    return "\n".join(_md(head, rows))
+
+
 BLOCKS: dict[str, tuple[str, Callable[[], str]]] = {
+    "data-wait": ("README.md", data_wait),
     "peers": ("README.md", peers),
     "cpu-kernels": ("README.md", cpu_kernels),
     "gpu": ("README.md", gpu_summary),
