@@ -92,6 +92,12 @@ class RecipeModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["elapsed_s"] = self.elapsed_seconds()
+        # The loggers' pending rows reach the disk before the checkpoint does, so a run
+        # killed after this checkpoint and resumed from it keeps the rows of every step the
+        # checkpoint covers (the CSV logger otherwise writes every few steps only).
+        if self._trainer is not None:
+            for logger in self.trainer.loggers:
+                logger.save()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._elapsed_before = float(checkpoint.get("elapsed_s", 0.0))
