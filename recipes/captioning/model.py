@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from toolkit.attention import AdditiveAttention, self_attention_only, stateful
+from toolkit.attention import self_attention_only, stateful
 from toolkit.nn import (
     AttentionGRUDecoder,
     TransformerDecoder,
@@ -56,31 +56,6 @@ class MeanOverRegions(nn.Module):
         m = torch.ones(b, s, device=memory.device) if mask is None else mask.to(memory.dtype)
         weights = m / m.sum(-1, keepdim=True).clamp_min(1.0)  # (B, S)
         return torch.einsum("bs,bsd->bd", weights, memory), weights
-
-
-class CachedAdditive(nn.Module):
-    """The registered ``additive`` block's maths for one query per step, with the key
-    projection ``W_k k + b`` computed once per image instead of at every step.
-
-    ``MemoryAttention.precompute`` caches raw keys for ``additive``, so the block projects
-    all regions again at every decoder step; on CPU that made a captioning step ~3x slower.
-    The parameters are those of the toolkit block (``core``), so weights are interchangeable.
-    """
-
-    def __init__(self, core: nn.Module) -> None:
-        super().__init__()
-        self.core = core
-
-    def precompute(self, memory: Tensor) -> dict[str, Tensor]:
-        return {"key": self.core.k_proj(memory)}  # (B, S, h)
-
-    def forward(self, query, memory, mask=None, cache=None) -> tuple[Tensor, Tensor]:
-        keys = self.precompute(memory)["key"] if cache is None else cache["key"]
-        scores = torch.tanh(self.core.q_proj(query)[:, None, :] + keys) @ self.core.v  # (B, S)
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores.float(), dim=-1).to(memory.dtype)  # (B, S)
-        return torch.einsum("bs,bsd->bd", self.core.drop(weights), memory), weights
 
 
 class RegionEncoder(nn.Module):
@@ -156,8 +131,6 @@ class ShowAttendTell(nn.Module):
         step = self.decoder.step_module
         if attend == "mean":
             step.attn = MeanOverRegions()
-        elif type(step.attn.core) is AdditiveAttention:  # its maths, keys projected once
-            step.attn = CachedAdditive(step.attn.core)
 
     def encode(self, images: Tensor, boxes=None, box_mask=None):
         """``images (B, 3, H, W)`` -> ``regions (B, S, D)``, ``mask (B, S)``, grid ``(h, w)``."""

@@ -12,12 +12,11 @@ import torch
 from PIL import Image
 
 from recipes.captioning.data import CaptioningDataModule
-from recipes.captioning.model import CachedAdditive, ShowAttendTell
+from recipes.captioning.model import ShowAttendTell
 from recipes.captioning.scenes import FASHION_DIR
 from toolkit.data.cache import DataError
 from toolkit.metrics.caption import corpus_bleu
 from toolkit.metrics.significance import corpus_metric
-from toolkit.nn import MemoryAttention
 from toolkit.runs import read_per_example
 from toolkit.train import train
 
@@ -47,18 +46,6 @@ def test_compose_encoders_and_models(compose_cfg):
     assert cfg.model._target_.endswith("CaptionTransformer")
     assert cfg.model.encoder.backbone == "efficientnet_lite0"
     assert cfg.model.encoder.freeze is False and cfg.model.encoder.regions == "boxes"
-
-
-def test_cached_additive_equals_memory_attention():
-    torch.manual_seed(0)
-    block = MemoryAttention("additive", 24, 16)
-    fast = CachedAdditive(block.core)
-    query, memory = torch.randn(3, 24), torch.randn(3, 7, 16)
-    mask = torch.ones(3, 7, dtype=torch.bool)
-    mask[1, 4:] = False
-    ref_ctx, ref_w = block(query, memory, mask)
-    ctx, w = fast(query, memory, mask, fast.precompute(memory))
-    assert torch.allclose(ctx, ref_ctx, atol=1e-6) and torch.allclose(w, ref_w, atol=1e-6)
 
 
 @pytest.mark.parametrize("attention", ["additive", "location", "coverage"])

@@ -13,6 +13,7 @@ from torch.testing import assert_close
 from toolkit.attention import (
     MultiHeadAttention,
     available,
+    build,
     capabilities,
     capture_attention,
     cross_attention_for,
@@ -24,6 +25,7 @@ from toolkit.nn import (
     AttentionPooling,
     AttentionRNNDecoderStep,
     LearnedPositionalEmbedding,
+    MemoryAttention,
     SinusoidalPositionalEncoding,
     TransformerConfig,
     TransformerDecoder,
@@ -362,6 +364,37 @@ def test_rnn_step_shapes_and_weights(name, style):
     assert_close(out.weights.sum(-1), torch.ones(B), atol=1e-4, rtol=0)
     assert (out.weights[~mask] == 0).all()
     assert (out.weights >= 0).all()
+
+
+@pytest.mark.parametrize("name", MEMORY_OK)
+def test_memory_attention_cache_equals_uncached(name):
+    """``precompute(memory)`` reused over steps gives the context, weights and gradients
+    of attending without it (additive's cache holds its key projection)."""
+    torch.manual_seed(0)
+    opts = {**options(name), **({"num_heads": 2} if capabilities(name).layer else {})}
+    attn = MemoryAttention(name, 20, 12, **opts).eval()
+    memory, mask = torch.randn(B, S, 12, requires_grad=True), lengths_mask([S, 5, 1], S)
+    query = torch.randn(B, 20)
+    cache = attn.precompute(memory)
+    outs = [attn(query, memory, mask, cache), attn(query, memory, mask)]
+    grads = [torch.autograd.grad(ctx.square().sum(), memory, retain_graph=True)[0]
+             for ctx, _ in outs]  # fmt: skip
+    assert_close(outs[0][0], outs[1][0], atol=1e-5, rtol=1e-5)
+    assert_close(outs[0][1], outs[1][1], atol=1e-5, rtol=1e-5)
+    assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-5)
+
+
+def test_additive_core_reuses_its_key_projection():
+    core = build("additive", query_dim=8, key_dim=6)
+    key = torch.randn(2, 5, 6)
+    cache = core.precompute(key)
+    assert_close(cache["key"], core.k_proj(key))
+    # a cache with other keys' projection changes the scores: the cache is what is used
+    q = torch.randn(2, 1, 8)
+    _, w = core(q, key, key, need_weights=True, cache=cache)
+    _, w_other = core(q, key, key, need_weights=True, cache={"key": cache["key"].flip(1)})
+    assert_close(w, core(q, key, key, need_weights=True)[1])
+    assert not torch.allclose(w, w_other)
 
 
 @pytest.mark.parametrize("name", MEMORY_OK)

@@ -180,7 +180,10 @@ class AdditiveAttention(AttentionBase):
         the formula is written out whole instead: an exported graph cannot hold the Python
         autograd function, and the whole formula serves every input length the graph sees.
         """
-        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
+        exporting = torch.jit.is_tracing() or torch.jit.is_scripting()
+        if exporting or torch.onnx.is_in_onnx_export() or qp.shape[-2] == 1:
+            # also one query (a decoder step): its tanh tensor is no larger than the keys,
+            # and per-key exponentials would cost as much as the tanh itself
             return torch.matmul(torch.tanh(qp.unsqueeze(-2) + kp.unsqueeze(-3)), self.v)
         lead = torch.broadcast_shapes(qp.shape[:-2], kp.shape[:-2]).numel()
         pair = max(1, lead * qp.shape[-1])  # elements of one (query, key) pair
@@ -189,8 +192,13 @@ class AdditiveAttention(AttentionBase):
         )
         return _AdditiveScores.apply(qp, kp, self.v, step, kstep)
 
-    def eager(self, query, key, value, mask):
-        scores = self.scores(query, key)
+    def precompute(self, key: Tensor) -> dict[str, Tensor]:
+        """The key projection ``W_k k + b``, reused over calls with the same keys (``cache``)."""
+        return {"key": self.k_proj(key)}
+
+    def eager(self, query, key, value, mask, cache=None):
+        keys = self.k_proj(key) if cache is None else cache["key"]
+        scores = self.projected_scores(self.q_proj(query), keys)
         mask = self.dense_mask(mask, query.shape[-2], key.shape[-2], query.device)
         weights = masked_softmax(scores, mask)
         return torch.matmul(self.drop(weights), value), weights

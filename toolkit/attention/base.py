@@ -184,6 +184,12 @@ class AttentionBase(nn.Module):
     def drop(self, weights: Tensor) -> Tensor:
         return F.dropout(weights, self.dropout, self.training) if self.dropout > 0 else weights
 
+    def precompute(self, key: Tensor) -> dict[str, Tensor]:
+        """Work on the keys alone that a caller attending many times over the same keys (a
+        decoder, step by step) does once and passes back as ``forward(..., cache=)``; ``{}``
+        when the type has none. A type that returns entries takes ``cache`` in ``eager``."""
+        return {}
+
     def forward(
         self,
         query: Tensor,
@@ -191,15 +197,22 @@ class AttentionBase(nn.Module):
         value: Tensor,
         mask: Tensor | None = None,
         need_weights: bool = False,
+        cache: dict[str, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from ``query (*, Tq, Dq)`` over ``key (*, Tk, Dk)`` / ``value (*, Tk, Dv)``.
 
+        ``cache``: ``precompute(key)`` of these keys (the eager maths then reuses it).
         Returns ``output (*, Tq, Dv)`` and ``weights (*, Tq, Tk)`` when ``need_weights``.
         """
         if key.shape[-2] != value.shape[-2]:
             raise ValueError(f"key has {key.shape[-2]} steps but value has {value.shape[-2]}")
         cap = _CAPTURE.get()
         mask = normalize_mask(mask, query.dim(), query.shape[-2], key.shape[-2])
+        if cache:
+            out, weights = self.eager(query, key, value, mask, cache=cache)
+            if cap is not None:
+                cap.record(self._capture_name or self.registry_name, weights)
+            return out, (weights if need_weights else None)
         if need_weights or cap is not None or not (self.fast_path and self.has_fast_path()):
             out, weights = self.eager(query, key, value, mask)
             if cap is not None:

@@ -16,7 +16,8 @@ The stateful protocol (what a type registered with ``Capabilities(stateful=True)
 code asks the registry with ``toolkit.attention.stateful(name)``):
 
 * ``init_state(key, mask=None) -> state (*, Tk)``: the state before the first step.
-* ``precompute(key) -> dict``: per-memory work reused at every step (the key projection).
+* ``precompute(key) -> dict``: per-memory work reused at every step (the key projection,
+  ``AdditiveAttention.precompute``).
 * ``step(query, key, value, mask=None, state=None, cache=None) -> (output, weights,
   new_state)``: one decoder step, ``query (*, 1, Dq)`` -> ``output (*, 1, Dv)``,
   ``weights (*, 1, Tk)`` and the state for the next step (``next_state(state, weights)``).
@@ -80,10 +81,6 @@ class StatefulAdditiveAttention(AdditiveAttention):
 
     def has_fast_path(self) -> bool:
         return False  # the weights are always needed (they make the next state)
-
-    def precompute(self, key: Tensor) -> dict[str, Tensor]:
-        """Per-memory work reused at every step: the key projection ``V h_j + b``."""
-        return {"key": self.k_proj(key)}
 
     def _attend(
         self,

@@ -116,9 +116,10 @@ class MemoryAttention(nn.Module):
                 "value": v.view(b, s, h, -1).transpose(1, 2),
             }
         key = memory if self.key_proj is None else self.key_proj(memory)
-        if self.stateful:  # the core's own per-memory work (its key projection)
-            return {"key": key, "core": self.core.precompute(key)}
-        return {"key": key}
+        if self.single_query:
+            return {"key": key}
+        # the core's own per-memory work (e.g. additive's key projection), reused every step
+        return {"key": key, "core": self.core.precompute(key)}
 
     def init_state(self, memory: Tensor, mask: Tensor | None = None) -> Tensor | None:
         """The attention state before the first step, ``(B, S)`` (``None`` unless
@@ -183,7 +184,9 @@ class MemoryAttention(nn.Module):
         elif self.single_query:
             out, weights = self.core(q, cache["key"], memory, mask)
         else:
-            out, weights = self.core(q, cache["key"], memory, mask, need_weights=True)
+            out, weights = self.core(
+                q, cache["key"], memory, mask, need_weights=True, cache=cache.get("core")
+            )
         return out[:, 0], weights[:, 0]  # (B, Dc), (B, S)
 
 

@@ -301,12 +301,17 @@ class AttentionGRUDecoder(nn.Module):
         """
         state = self.init_state(memory, mask) if state is None else state
         cache = self.precompute(memory)
-        logits, weights = [], []
-        for t in range(tokens.shape[1]):
-            step_logits, state, w = self.step(tokens[:, t], state, memory, mask, cache)
-            logits.append(step_logits)
-            weights.append(w)
-        return torch.stack(logits, dim=1), torch.stack(weights, dim=1), state
+        # as ``step`` at every position, with the embedding and the vocabulary projection
+        # applied once to the whole sequence (one large product instead of T small ones)
+        inputs = self.drop(self.embedding(tokens)).unbind(1)  # T x (B, E)
+        outputs, weights = [], []
+        for x in inputs:
+            out = self.step_module(x, state, memory, mask, cache)
+            state = out.state
+            outputs.append(out.output)
+            weights.append(out.weights)
+        logits = self.generator(torch.stack(outputs, dim=1))
+        return logits, torch.stack(weights, dim=1), state
 
 
 AttentionRNNDecoder = AttentionGRUDecoder
