@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from toolkit import precision
 from toolkit.attention import additive, build
+from toolkit.training import precision
 
 
 def _time(fn, repeats: int) -> float:

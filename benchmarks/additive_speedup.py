@@ -31,8 +31,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from toolkit import precision  # noqa: E402
 from toolkit.attention import build  # noqa: E402
+from toolkit.training import precision  # noqa: E402
 
 
 def load_ref(rev: str):

@@ -21,9 +21,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from toolkit.evaluate import load_module
 from toolkit.metrics.asr import error_rates
-from toolkit.precision import describe_cpu
+from toolkit.training.checkpoints import load_module
+from toolkit.training.precision import describe_cpu
 
 
 def decode_rows(module, batches, settings, refs) -> list[dict]:

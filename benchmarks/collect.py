@@ -4,7 +4,7 @@
 
 A thin command over :mod:`toolkit.report` (which reads only the run-folder contract of
 docs/run-folder.md): one row per run with the named metrics and the costs.
-``python -m toolkit.report RUNS --out DIR`` writes the full report (CSV, Markdown, learning
+``python -m toolkit.report runs=RUNS out=DIR`` writes the full report (CSV, Markdown, learning
 curves, the cross-modal view, a self-contained HTML page) and ``python -m toolkit.compare``
 runs a grid first.
 """

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from toolkit import precision  # noqa: E402
+from toolkit.training import precision  # noqa: E402
 
 RECIPES = ("sentiment", "translation", "captioning", "asr")
 ROW = re.compile(r"^\|\s*(?P<action>[^|]+?)\s*\|\s*(?P<mean>[0-9.e-]+)\s*\|\s*(?P<calls>\d+)\s*"

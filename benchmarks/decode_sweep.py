@@ -19,10 +19,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from toolkit.evaluate import load_module
 from toolkit.metrics.repetition import degenerate
 from toolkit.metrics.translation import corpus_scores
-from toolkit.precision import describe_cpu
+from toolkit.training.checkpoints import load_module
+from toolkit.training.precision import describe_cpu
 
 
 def main() -> None:

@@ -778,7 +778,7 @@ def _loadavg() -> tuple[float, float, float]:
 
 
 def settings_md(args, sizes: Sizes, mode: Mode, elapsed: float, load) -> str:
-    from toolkit.precision import describe_cpu
+    from toolkit.training.precision import describe_cpu
 
     s = sizes
     return "\n".join(

@@ -61,14 +61,14 @@ class Model:
 
     def export(self, out_dir: str | Path, fmt: str = "torchscript", **kwargs: Any) -> dict:
         """``python -m toolkit.export`` into ``out_dir``; returns the export.json object."""
-        from toolkit.export import export
+        from toolkit.commands.export import export
 
         return export(self.module, fmt, Path(out_dir), **kwargs)
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Model:
     """Load a checkpoint (``.ckpt``) or an exported safetensors folder, in eval mode."""
-    from toolkit.evaluate import load_module
+    from toolkit.training.checkpoints import load_module
 
     module = load_module(path).to(device)
     module.eval()

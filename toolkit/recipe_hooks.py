@@ -18,7 +18,7 @@ config (``recipe.module``). Next to it, optional modules provide the hooks:
       ``rows`` and ``columns``.
 
 ``<package>/export.py``
-    * ``export_graph(module)``: a :class:`toolkit.export.ExportGraph` (the traced module,
+    * ``export_graph(module)``: a :class:`toolkit.commands.export.ExportGraph` (the traced module,
       its input/output names, dynamic axes, example inputs and the metadata that goes into
       ``export.json``);
     * ``max_decode_len(module, n)`` (optional): the length limit of an exported step graph.
@@ -53,7 +53,7 @@ def extra_conf_dirs() -> list[Path]:
     """The config folders of recipes from elsewhere: those in ``$ATTN_TOOLKIT_CONF_PATH``
     and the ``file://`` entries of the running Hydra command's ``hydra.searchpath``. Their
     ``recipe.module`` and ``_target_`` values may be imported from a checkpoint like the
-    toolkit's own (:func:`toolkit.lightning.allowed_targets`)."""
+    toolkit's own (:func:`toolkit.training.checkpoints.allowed_targets`)."""
     found = [Path(p) for p in os.environ.get(CONF_PATH_ENV, "").split(os.pathsep) if p]
     if "hydra" in sys.modules:  # a Hydra command is running: its search path counts
         from hydra.core.hydra_config import HydraConfig

@@ -45,8 +45,9 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from toolkit.data.audio import SAMPLE_RATE, Utterance, read_jsonl_manifest, resample, write_audio
-from toolkit.data.cache import DataError, cache_root, locked_build, write_json_atomic
+from toolkit.data.cache import DataError, locked_build, write_json_atomic
 from toolkit.data.vader import domain_sentences
+from toolkit.paths import cache_root
 
 ESPEAK = "espeak-ng"
 TRAIN_VOICES = (

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recipes.asr.predict import sample_rate
-from toolkit.export import ExportGraph
+from toolkit.commands.export import ExportGraph
 
 
 class DFTMelSpectrogram(nn.Module):

@@ -19,11 +19,11 @@ from recipes.asr.model import ctc_attention_loss
 from toolkit.attention import capture_attention
 from toolkit.decoding import beam_search
 from toolkit.decoding.ctc import CTCPrefixScorer, ctc_greedy
-from toolkit.lightning import RecipeModule
 from toolkit.metrics.alignment import attention_ctc_agreement
 from toolkit.metrics.asr import TextNormalization, edit_counts, error_rates, write_wer_tables
 from toolkit.metrics.attention import attention_entropy
 from toolkit.runs import write_text_atomic
+from toolkit.training.module import RecipeModule
 from toolkit.viz.audio import self_attention_map, spectrogram_attention
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from recipes.captioning.data import BOS, EOS, PAD
 from recipes.captioning.predict import input_size
-from toolkit.export import ExportGraph
+from toolkit.commands.export import ExportGraph
 
 
 class CaptionStep(nn.Module):

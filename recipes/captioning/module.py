@@ -17,10 +17,10 @@ from omegaconf import OmegaConf
 from recipes.captioning.scenes import OBJECT_WORDS
 from toolkit.attention import coverage_loss
 from toolkit.decoding import beam_search, greedy_search
-from toolkit.lightning import RecipeModule
 from toolkit.metrics.attention import attention_entropy
 from toolkit.metrics.caption import chair, cider_d, corpus_bleu, exact_match
 from toolkit.metrics.grounding import PointingResult, pointing_game
+from toolkit.training.module import RecipeModule
 
 from .data import BOS, EOS, PAD, CaptionVocab
 

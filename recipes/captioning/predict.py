@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="runs/captioning/predict")
     parser.add_argument("--beam-size", type=int, default=None)
     args = parser.parse_args(argv)
-    from toolkit.evaluate import load_module
+    from toolkit.training.checkpoints import load_module
 
     module = load_module(args.ckpt)
     for row in caption_images(module, args.images, args.out, args.beam_size):

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from toolkit.data.cache import DataError, cache_root, locked_build, sha256_file, write_json_atomic
+from toolkit.data.cache import DataError, locked_build, sha256_file, write_json_atomic
+from toolkit.paths import cache_root
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 # One-word names of the ten Fashion-MNIST classes (ids 0..9) so that one token names one object.

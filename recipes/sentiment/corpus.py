@@ -22,7 +22,6 @@ from typing import Any
 
 from toolkit.data.cache import (
     DataError,
-    cache_root,
     locked_build,
     sha256_file,
     write_json_atomic,
@@ -43,6 +42,7 @@ from toolkit.data.vader import (
     source_record,
     vader_sdist,
 )
+from toolkit.paths import cache_root
 
 __all__ = [
     "DOMAIN_FILES",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from toolkit.export import ExportGraph
+from toolkit.commands.export import ExportGraph
 
 
 class Classifier(nn.Module):

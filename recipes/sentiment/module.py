@@ -20,8 +20,8 @@ from torchmetrics.classification import (
 
 from toolkit.attention import capture_attention
 from toolkit.data.labelled import LabelMap
-from toolkit.lightning import RecipeModule
 from toolkit.metrics.attention import attention_entropy, marked_mass
+from toolkit.training.module import RecipeModule
 from toolkit.viz.text import attention_matrix, token_heatmap
 
 log = logging.getLogger(__name__)

@@ -43,12 +43,12 @@ from tqdm import tqdm
 from toolkit.data.cache import (
     DataError,
     build_lock,
-    cache_root,
     locked_build,
     sha256_file,
     write_json_atomic,
 )
 from toolkit.data.text import normalised_key
+from toolkit.paths import cache_root
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Translation export hook for ``python -m toolkit.export``: the decoder step graph
 ``(src (B,S) int64, src_mask (B,S) bool, prefix (B,P) int64) -> log_probs (B,V)`` of the
-next token; greedy decoding is ``toolkit.export.greedy_decode`` around it (BOS, EOS, the
+next token; greedy decoding is ``toolkit.commands.export.greedy_decode`` around it (BOS, EOS, the
 length limit are in export.json). Beam search is not exported."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from toolkit.export import ExportGraph
+from toolkit.commands.export import ExportGraph
 
 
 class DecoderStep(nn.Module):

@@ -17,10 +17,10 @@ from omegaconf import OmegaConf
 from toolkit.attention import coverage_loss
 from toolkit.data.subword import SubwordTokenizer
 from toolkit.decoding import Hypothesis, beam_search, greedy_search
-from toolkit.lightning import RecipeModule
 from toolkit.metrics.attention import attention_entropy, diagonality, monotonicity
-from toolkit.metrics.repetition import degenerate
+from toolkit.metrics.repetition import degenerate, repeated_ngram_rate
 from toolkit.metrics.translation import CHAR_LANGS, corpus_scores
+from toolkit.training.module import RecipeModule
 from toolkit.viz.text import attention_matrix
 
 DECODE_DEFAULTS = {
@@ -235,6 +235,8 @@ class TranslationModule(RecipeModule):
             "chrf": beam["chrf"],
             "loop_rate": loops["looping"] / max(loops["outputs"], 1),
             "empty_rate": loops["empty"] / max(loops["outputs"], 1),
+            # word trigrams repeating one earlier in the same output (what coverage targets)
+            "repeated_trigram_rate": repeated_ngram_rate(self._test["beam"], 3),
             "copy_bleu": copy["bleu"],
             "copy_chrf": copy["chrf"],
             "loss": loss,

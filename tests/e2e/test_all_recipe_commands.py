@@ -21,11 +21,11 @@ from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
 from recipes.captioning.scenes import FASHION_DIR
+from toolkit.commands.export import export, load_runner
+from toolkit.commands.train import train
 from toolkit.data.audio import read_audio, resample
-from toolkit.evaluate import load_module
-from toolkit.export import export, load_runner
 from toolkit.paths import CONF_DIR
-from toolkit.train import train
+from toolkit.training.checkpoints import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 TOL = 1e-5  # the export parity the README states

@@ -14,10 +14,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from toolkit.evaluate import load_module
-from toolkit.export import export, greedy_decode, load_runner, max_decode_len
+from toolkit.commands.export import export, greedy_decode, load_runner, max_decode_len
+from toolkit.commands.train import train
 from toolkit.paths import CONF_DIR
-from toolkit.train import train
+from toolkit.training.checkpoints import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 TOL = 1e-5  # the parity the README states (largest difference measured: 4.3e-6, ONNX)
@@ -142,8 +142,8 @@ def test_export_cli_writes_graph_and_metadata(checkpoints, tmp_path):
 def test_safetensors_export_loads_without_pickle(checkpoints, tmp_path):
     """format=safetensors: weights + config.yaml + data_state.json; toolkit.evaluate's
     loader and init_from= read the folder and get the same weights and predictions."""
-    from toolkit.lightning import read_checkpoint
-    from toolkit.train import load_init_weights
+    from toolkit.commands.train import load_init_weights
+    from toolkit.training.checkpoints import read_checkpoint
 
     for recipe, ckpt in checkpoints.items():
         module = load_module(ckpt)
@@ -175,7 +175,7 @@ def test_safetensors_export_loads_without_pickle(checkpoints, tmp_path):
 
 
 def test_safetensors_export_with_a_foreign_target_is_refused(checkpoints, tmp_path):
-    from toolkit.lightning import CheckpointError
+    from toolkit.training.checkpoints import CheckpointError
 
     folder = tmp_path / "sentiment"
     export(load_module(checkpoints["sentiment"]), "safetensors", folder)

@@ -77,7 +77,7 @@ PACKAGE = {
         import torch
         from hydra.utils import instantiate
 
-        from toolkit.lightning import RecipeModule
+        from toolkit.training.module import RecipeModule
 
 
         class Linear(torch.nn.Module):
@@ -142,7 +142,7 @@ PACKAGE = {
     "export.py": """
         import torch
 
-        from toolkit.export import ExportGraph
+        from toolkit.commands.export import ExportGraph
 
 
         def export_graph(module):
@@ -228,12 +228,13 @@ def _compose(name: str, conf: Path, *overrides: str):
 
 
 def test_a_plugin_recipe_trains_evaluates_predicts_exports_and_validates(plugin):
-    from toolkit.data.__main__ import main as data_main
+    from toolkit.commands.data import main as data_main
+    from toolkit.commands.evaluate import evaluate
+    from toolkit.commands.export import export, load_runner
+    from toolkit.commands.predict import predict
+    from toolkit.commands.train import train
     from toolkit.data.validate import validate_files
-    from toolkit.evaluate import evaluate, load_module
-    from toolkit.export import export, load_runner
-    from toolkit.predict import predict
-    from toolkit.train import train
+    from toolkit.training.checkpoints import load_module
 
     conf, tmp = plugin / "conf", plugin
     cfg = _compose(

@@ -14,9 +14,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from toolkit.evaluate import load_module
+from toolkit.commands.train import train
 from toolkit.paths import CONF_DIR
-from toolkit.train import train
+from toolkit.training.checkpoints import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 

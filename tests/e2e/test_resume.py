@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from toolkit.lightning import latest_checkpoint
+from toolkit.training.checkpoints import latest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 # Deterministic and tiny: 2 epochs of ~8 batches, a step checkpoint every 3 steps.
@@ -133,8 +133,7 @@ def _broken(good: Path, bad: Path, kind: str) -> Path:
 
 @pytest.mark.parametrize("kind", ["truncated", "foreign", "empty", "state_dict_only"])
 def test_broken_checkpoint_names_the_file(reference, tmp_path, kind):
-    from toolkit.evaluate import load_module
-    from toolkit.lightning import CheckpointError
+    from toolkit.training.checkpoints import CheckpointError, load_module
 
     good = reference / "straight" / "checkpoints" / "last.ckpt"
     bad = _broken(good, tmp_path / f"{kind}.ckpt", kind)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from toolkit.lightning import CheckpointError, allowed_targets, read_checkpoint
+from toolkit.training.checkpoints import CheckpointError, allowed_targets, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 

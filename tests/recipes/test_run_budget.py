@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from toolkit import precision
-from toolkit.train import train
+from toolkit.commands.train import train
+from toolkit.training import precision
 
 TINY = ["data.limit=40", "data.extra_train_domains=[]", "data.batch_size=8",
         "data.eval_batch_size=16", "threads=1",

@@ -12,9 +12,9 @@ import torch
 
 from recipes.sentiment.data import SentimentDataModule
 from toolkit.attention import available, capabilities
+from toolkit.commands.train import train
 from toolkit.data.cache import DataError
-from toolkit.evaluate import load_module
-from toolkit.train import train
+from toolkit.training.checkpoints import load_module
 
 TINY = ["data.limit=40", "data.batch_size=8", "data.eval_batch_size=16", "threads=1"]
 
@@ -73,7 +73,7 @@ def test_fast_run_and_evaluate_write_per_example_scores(compose_cfg, tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from toolkit.evaluate import evaluate
+    from toolkit.commands.evaluate import evaluate
     from toolkit.metrics.significance import compare_per_example, corpus_metric
     from toolkit.paths import CONF_DIR
     from toolkit.runs import read_per_example

@@ -212,7 +212,7 @@ def test_overfits_fifty_pairs(compose_cfg):
 def test_fast_run_rnn_with_coverage(compose_cfg, tmp_path):
     """model=rnn attention=coverage trains with the coverage loss and beam-decodes with the
     GNMT coverage penalty (debug=fast)."""
-    from toolkit.train import train
+    from toolkit.commands.train import train
 
     cfg = compose_cfg(
         "recipe=translation", "model=rnn", "attention=coverage", "debug=fast", *TINY,

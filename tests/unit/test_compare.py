@@ -16,7 +16,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from toolkit import compare, report
+from toolkit import report
+from toolkit.commands import compare
 from toolkit.metrics.alignment import attention_ctc_agreement, ctc_token_spans
 from toolkit.metrics.attention import attention_entropy, diagonality, monotonicity
 
@@ -341,7 +342,7 @@ def fake_trainer(epoch=0, sanity=False):
 
 
 def test_attention_images_callback_uses_hook():
-    from toolkit.callbacks import AttentionImages
+    from toolkit.training.callbacks import AttentionImages
 
     class WithHook:
         def attention_images(self, datamodule, n):
@@ -365,7 +366,7 @@ def test_attention_images_callback_falls_back_to_export(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from toolkit.callbacks import AttentionImages
+    from toolkit.training.callbacks import AttentionImages
 
     class ExportOnly:
         def export_attention(self, datamodule, out_dir, n):

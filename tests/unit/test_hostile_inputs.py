@@ -15,10 +15,10 @@ import pytest
 import soundfile as sf
 
 from recipes.captioning.captions import load_image
+from toolkit.commands.predict import read_inputs
 from toolkit.data.audio import read_audio, read_jsonl_manifest
 from toolkit.data.cache import DataError
 from toolkit.data.labelled import read_labelled_file
-from toolkit.predict import read_inputs
 
 
 def _png_header_only(path: Path, width: int, height: int) -> Path:

@@ -154,3 +154,54 @@ def test_no_import_cycle_between_modules():
 )
 def test_the_cycle_finder(graph, expected):
     assert _cycles(graph) == expected
+
+
+# ----- the commands: one package, thin entry points -----------------------------------------
+ENTRY_POINTS = {  # python -m <module> -> the module of toolkit/commands/ that it runs
+    "toolkit.train": "train", "toolkit.evaluate": "evaluate", "toolkit.predict": "predict",
+    "toolkit.export": "export", "toolkit.compare": "compare", "toolkit.report": "report",
+    "toolkit.interpret": "interpret", "toolkit.data": "data",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("entry", "command"), ENTRY_POINTS.items())
+def test_entry_points_only_call_their_command(entry: str, command: str):
+    """Each ``python -m toolkit.<command>`` file imports ``main`` from ``toolkit.commands`` and
+    calls it: the command's code lives in one place."""
+    files = _files()
+    path = files[entry] if files[entry].name != "__init__.py" else files[f"{entry}.__main__"]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    body = [
+        n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
+    ]
+    imports = [n for n in body if isinstance(n, ast.ImportFrom)]
+    assert [(n.module, [a.name for a in n.names]) for n in imports] == [
+        (f"toolkit.commands.{command}", ["main"])
+    ], path
+    assert len(body) == 2 and isinstance(body[1], ast.If), f"{path}: more than an entry point"
+    assert (files["toolkit"].parent / "commands" / f"{command}.py").is_file()
+
+
+def test_toolkit_root_holds_no_command_code():
+    """The loose modules of the toolkit root: the entry points above and a few shared ones."""
+    root = _files()["toolkit"].parent
+    loose = {p.stem for p in root.glob("*.py")} - {"__init__"}
+    entry = {name.split(".")[1] for name in ENTRY_POINTS}  # report/, interpret/, data/: packages
+    assert loose - entry == {"api", "paths", "recipe_hooks", "runs"}, sorted(loose - entry)
+
+
+@pytest.mark.parametrize("package", ["training", "report", "interpret", "data", "metrics"])
+def test_libraries_do_not_import_the_commands(package: str):
+    """The commands use the libraries, never the other way round (imports inside functions
+    count too; a package's ``__main__`` entry point is the exception)."""
+    for name, path in _files().items():
+        if not name.startswith(f"toolkit.{package}") or name.endswith("__main__"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            assert not any(n.startswith("toolkit.commands") for n in names), (name, names)

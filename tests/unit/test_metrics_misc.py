@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from toolkit.metrics.attention import attention_entropy, marked_mass
-from toolkit.schedules import warmup_cosine
+from toolkit.training.schedules import warmup_cosine
 
 
 def test_entropy_hand_computed():
@@ -49,3 +49,16 @@ def test_warmup_cosine_shape():
     assert max(lrs) == pytest.approx(1.0)
     assert lrs[-1] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 89 / 90)))
     assert all(a >= b - 1e-12 for a, b in zip(lrs[9:], lrs[10:]))  # monotone decay
+
+
+def test_repeated_ngram_rate_on_hand_counted_outputs():
+    from toolkit.metrics.repetition import repeated_ngram_rate, repeated_ngrams
+
+    # "a b c x a b c": trigrams abc bcx cxa xab abc -> 1 duplicate of 5
+    # "d d d d": ddd ddd -> 1 of 2; "e f": none; "": none
+    texts = ["a b c x a b c", "d d d d", "e f", ""]
+    assert repeated_ngrams(texts) == {"ngrams": 7, "repeated": 2}
+    assert repeated_ngram_rate(texts) == 2 / 7
+    assert repeated_ngrams(["a b a b a"], n=2) == {"ngrams": 4, "repeated": 2}
+    assert repeated_ngram_rate(["no repeats here at all"]) == 0.0
+    assert repeated_ngram_rate([]) == 0.0

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from toolkit import precision
+from toolkit.training import precision
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 AVX2_ONLY = {"avx2": True, "avx512_f": True, "avx512_bf16": False, "amx_bf16": False}

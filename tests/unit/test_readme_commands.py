@@ -1,4 +1,5 @@
-"""Every ``python -m toolkit.train|evaluate|compare`` command shown in the READMEs composes.
+"""Every ``python -m toolkit.train|evaluate|predict|export|compare|report`` command shown in the
+READMEs composes.
 
 The commands are read from ``README.md``, ``recipes/*/README.md`` and ``conf/**/README.md``
 (fenced code blocks, continuation lines joined, and inline code spans), their overrides are
@@ -10,7 +11,9 @@ config group (``attention=<name>`` -> ``additive``) and a plain word elsewhere
 (``hydra.run.dir=runs/x/bigru-<name>``); ``ckpt=...`` values are only strings to
 ``evaluate.yaml``. A multirun (``-m``) is composed once per combination of its sweeps.
 The only commands not composed are those in ``SKIPPED`` (reason given; the list must stay
-small and every entry must still match a documented command).
+small and every entry must still match a documented command). The two commands that read
+their ``key=value`` words themselves, ``toolkit.interpret`` and ``toolkit.data``, have their
+documented words parsed by the command's own parser (nothing is run).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from toolkit.paths import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = ("train", "evaluate", "compare")  # toolkit.<command> -> conf/<command>.yaml
+COMMANDS = ("train", "evaluate", "predict", "export", "compare", "report")  # -> conf/<command>.yaml
 # A placeholder's value for a config group, so the command composes as the user would run it.
 PLACEHOLDER_CHOICE = {"recipe": "sentiment", "attention": "additive", "model": "bigru",
                       "profile": "quick", "trainer": "cpu"}  # fmt: skip
@@ -49,7 +52,7 @@ _MODULE = re.compile(r"-m\s+toolkit\.(?:" + "|".join(COMMANDS) + r")\b")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _INLINE = re.compile(r"`([^`\n]+)`")
 _PLACEHOLDER = re.compile(r"<[^<>]*>")
-_SHELL_END = {"|", "||", "&&", ";", ">", ">>", "2>", "&"}
+_SHELL_END = {"|", "||", "&&", ";", ">", ">>", "2>", "&", "<"}
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ def readme_files() -> list[Path]:
     return [f for f in files if f.is_file()]
 
 
-def _snippets(text: str) -> list[tuple[int, str]]:
+def _snippets(text: str, module: re.Pattern[str] = _MODULE) -> list[tuple[int, str]]:
     """(line number, command text): code-block lines (``\\`` continuations joined) and
     inline code spans outside code blocks."""
     out: list[tuple[int, str]] = []
@@ -94,7 +97,7 @@ def _snippets(text: str) -> list[tuple[int, str]]:
         else:
             out += [(i + 1, m.group(1)) for m in _INLINE.finditer(line)]
         i += 1
-    return [(n, s) for n, s in out if _MODULE.search(s)]
+    return [(n, s) for n, s in out if module.search(s)]
 
 
 def _fill_placeholders(token: str) -> str:
@@ -230,3 +233,53 @@ def test_documented_command_composes(command: Command, compose_cfg):
             )
         if command.command == "train":  # every train config names a model and a monitor
             assert cfg.model._target_ and cfg.recipe.monitor, command.where
+
+
+# ----- the commands that read their key=value words themselves ----------------------------
+_OWN_PARSER = re.compile(r"-m\s+toolkit\.(interpret|data)\b")
+
+
+def own_parser_commands() -> list[tuple[str, str, list[str]]]:
+    """``(where, command, words after the module)`` of every documented interpret/data line."""
+    found = []
+    for path in readme_files():
+        rel = path.relative_to(REPO).as_posix()
+        for line, text in _snippets(path.read_text(encoding="utf-8"), _OWN_PARSER):
+            text = _PLACEHOLDER.sub(lambda m: re.sub(r"\s+", "_", m.group(0)), text)
+            words = shlex.split(text.rstrip().removesuffix("\\"), comments=True)
+            for k in range(len(words) - 1):
+                if words[k] == "-m" and words[k + 1] in ("toolkit.interpret", "toolkit.data"):
+                    rest = []
+                    for word in words[k + 2 :]:
+                        if word in _SHELL_END:
+                            break
+                        rest.append(word)
+                    if rest:  # a bare `python -m toolkit.data` names the command, runs nothing
+                        found.append((f"{rel}:{line}", words[k + 1], rest))
+                    break
+    return found
+
+
+OWN = own_parser_commands()
+
+
+def test_interpret_and_data_commands_are_found():
+    assert {command for _, command, _ in OWN} == {"toolkit.interpret", "toolkit.data"}
+
+
+@pytest.mark.parametrize(("where", "command", "words"), OWN, ids=[w for w, _, _ in OWN])
+def test_documented_own_parser_command_parses(where, command, words):
+    if command == "toolkit.interpret":
+        from toolkit.commands.interpret import parse_args
+
+        try:
+            parse_args(words)
+        except SystemExit as exit_:
+            pytest.fail(f"{where}: {words} does not parse (exit {exit_.code})", pytrace=False)
+        return
+    from toolkit.commands.data import VALIDATE_KEYS, VERIFY_KEYS
+
+    assert words and words[0] in ("validate", "verify"), where
+    keys = VALIDATE_KEYS if words[0] == "validate" else VERIFY_KEYS
+    unknown = [w for w in words[1:] if "=" in w and w.split("=", 1)[0] not in keys]
+    assert not unknown, f"{where}: unknown keys {unknown}"

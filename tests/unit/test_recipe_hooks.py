@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from toolkit.lightning import RecipeModule
+from toolkit.training.module import RecipeModule
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ("sentiment", "translation", "captioning", "asr")
@@ -55,7 +55,7 @@ def test_commands_name_no_recipe(name):
 PACKAGE = {
     "__init__.py": "",
     "module.py": """
-        from toolkit.lightning import RecipeModule
+        from toolkit.training.module import RecipeModule
         import torch
 
         class EchoModule(RecipeModule):
@@ -90,7 +90,7 @@ PACKAGE = {
     """,
     "export.py": """
         import torch
-        from toolkit.export import ExportGraph
+        from toolkit.commands.export import ExportGraph
 
         def export_graph(module):
             def example(n=2, length=7, seed=0):
@@ -118,8 +118,8 @@ def echo_module(tmp_path, monkeypatch):
 
 def test_a_new_recipe_gets_predict_export_and_api_from_its_hooks(echo_module, tmp_path):
     from toolkit.api import Model
-    from toolkit.export import export, load_runner
-    from toolkit.predict import recipe_inputs
+    from toolkit.commands.export import export, load_runner
+    from toolkit.commands.predict import recipe_inputs
 
     lines = tmp_path / "in.txt"
     lines.write_text("ab cd\nxyz\n")
@@ -149,14 +149,14 @@ def test_a_recipe_without_hooks_is_told_what_to_add(tmp_path):
     assert bare.input_kind == "text"
     with pytest.raises(NotImplementedError, match=r"nowhere_recipe\.predict\.predict_records"):
         bare.predict_records(["x"])
-    from toolkit.export import export
+    from toolkit.commands.export import export
 
     with pytest.raises(NotImplementedError, match=r"nowhere_recipe\.export\.export_graph"):
         export(bare, "torchscript", tmp_path)
 
 
 def test_a_new_recipe_gets_data_checks_from_its_validate_hook(echo_module, tmp_path):
-    from toolkit.data.__main__ import main
+    from toolkit.commands.data import main
     from toolkit.data.validate import validate_files
 
     good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"

@@ -236,7 +236,7 @@ def test_recipe_module_logs_elapsed_seconds_beside_validation(tmp_path):
     from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader, TensorDataset
 
-    from toolkit.lightning import RecipeModule
+    from toolkit.training.module import RecipeModule
 
     class Tiny(RecipeModule):
         def __init__(self):

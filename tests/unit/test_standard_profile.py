@@ -11,7 +11,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from toolkit import compare, report
+from toolkit import report
+from toolkit.commands import compare
 from toolkit.paths import CONF_DIR
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -119,8 +119,8 @@ def test_training_stops_before_building_anything(bad_sentiment, tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from toolkit.commands.train import train
     from toolkit.paths import CONF_DIR
-    from toolkit.train import train
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

@@ -21,9 +21,6 @@ from typing import Any
 
 from filelock import FileLock
 
-CACHE_ENV = "ATTN_TOOLKIT_CACHE"
-_DEFAULT_CACHE = Path("~/.cache/attention-toolkit")
-
 
 class DataError(ValueError):
     """Bad input data, located by file, line and field.
@@ -55,16 +52,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def cache_root() -> Path:
-    """Return the cache folder (``$ATTN_TOOLKIT_CACHE`` or ``~/.cache/attention-toolkit``).
-
-    The folder is not created here; builders create what they need.
-    """
-    env = os.environ.get(CACHE_ENV)
-    root = Path(env) if env else _DEFAULT_CACHE
-    return root.expanduser()
 
 
 def build_lock(final: str | os.PathLike[str], timeout: float = -1) -> FileLock:

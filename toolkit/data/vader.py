@@ -25,7 +25,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from toolkit.data.cache import DataError, cache_root, sha256_bytes, sha256_file, write_json_atomic
+from toolkit.data.cache import DataError, sha256_bytes, sha256_file, write_json_atomic
+from toolkit.paths import cache_root
 
 VADER_PACKAGE = "vaderSentiment"
 VADER_VERSION = "3.3.2"

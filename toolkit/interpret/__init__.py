@@ -3,8 +3,8 @@
 * ``rollout``: attention rollout of per-layer self-attention maps (Abnar & Zuidema 2020).
 * ``erasure``: remove the top-k inputs by attention, by gradient × input saliency and at
   random; mean drops, AOPC, and the attention / random ratio with a bootstrap interval.
-* ``command``: ``python -m toolkit.interpret ckpt=PATH`` runs a recipe's adapter
-  (``recipes/<task>/interpret.py``) and writes ``interpret.json`` in the run folder.
+* ``checkpoint``: a recipe's adapter (``recipes/<task>/interpret.py``) run on a checkpoint,
+  ``interpret.json`` written in its run folder (``python -m toolkit.interpret ckpt=PATH``).
 """
 
 from __future__ import annotations

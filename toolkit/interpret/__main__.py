@@ -1,6 +1,6 @@
-"""``python -m toolkit.interpret ckpt=PATH [examples=200] [ks=[1,2,4]] [seed=0]``."""
+"""``python -m toolkit.interpret``: :mod:`toolkit.commands.interpret`."""
 
-from toolkit.interpret.command import main
+from toolkit.commands.interpret import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

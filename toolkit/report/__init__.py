@@ -6,9 +6,10 @@
 * :mod:`toolkit.report.tables`: means, 95 % intervals over seeds, the paired bootstrap
   against the reference type, learning curves, the cross-modal view;
 * :mod:`toolkit.report.figures`, :mod:`toolkit.report.page`, :mod:`toolkit.report.render`:
-  figures, the HTML page, and the report folder (``build_report``, the command line).
+  figures, the HTML page, and the report folder (``build_report``).
 
-``python -m toolkit.report RUNS --out DIR`` writes the report of any run folders;
+``python -m toolkit.report runs=RUNS out=DIR`` (:mod:`toolkit.commands.report`) writes the
+report of any run folders;
 ``python -m toolkit.compare`` runs a grid first. The names below are this package's API.
 """
 
@@ -33,7 +34,6 @@ from toolkit.report.collect import (
 from toolkit.report.render import (
     build_report,
     cross_modal_markdown,
-    main,
     write_csv,
     write_curves_csv,
     write_markdown,
@@ -79,7 +79,7 @@ __all__ = [
     "Significance", "Table", "analyse", "analyse_all", "budget_of", "budget_table",
     "build_report", "collect", "compose_train", "cross_modal", "cross_modal_markdown",
     "degenerate", "diagnostics_of", "disambiguate", "fill_models", "find_runs", "fmt",
-    "group_rows", "learning_curves", "load_run", "main", "mean_std", "metric_table",
+    "group_rows", "learning_curves", "load_run", "mean_std", "metric_table",
     "read_curve", "recipe_names", "recipe_report", "report_from_config", "run_table",
     "sample_outputs", "samples_of", "significance_table", "summary_table", "summary_values",
     "trained_of", "write_csv", "write_curves_csv", "write_markdown", "write_summary_csv",

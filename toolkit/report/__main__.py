@@ -1,6 +1,6 @@
-"""``python -m toolkit.report RUNS --out DIR``: see :mod:`toolkit.report.render`."""
+"""``python -m toolkit.report runs=RUNS [out=report]``: :mod:`toolkit.commands.report`."""
 
-from toolkit.report.render import main
+from toolkit.commands.report import main
 
 if __name__ == "__main__":
     main()

@@ -19,7 +19,7 @@ from typing import Any
 
 COMPARE_FILE = "compare.json"
 LOG_FILE = "logs/metrics.csv"  # Lightning's CSVLogger under the run folder (conf/logger/csv)
-ELAPSED_COLUMN = "time/elapsed_s"  # logged by toolkit.lightning.RecipeModule per validation
+ELAPSED_COLUMN = "time/elapsed_s"  # logged by toolkit.training.module.RecipeModule per validation
 VAL_PREFIX = "val/"
 
 

@@ -1,6 +1,6 @@
 """Stage 3 of the report (rendering): write the report folder.
 
-    python -m toolkit.report runs/sentiment_grid runs/translation --out report
+    python -m toolkit.report 'runs=[runs/sentiment_grid,runs/translation]' out=report
 
 ``build_report`` runs the stages in one direction: collect (:mod:`toolkit.report.collect`,
 run folders -> rows) -> tables (:mod:`toolkit.report.tables`, means, seed intervals, paired
@@ -19,27 +19,24 @@ bootstrap, learning curves, the cross-modal view) -> render (this module with
 * ``index.html``: all of it on one self-contained page, with attention pictures.
 
 What a recipe shows comes from the ``report:`` block of ``conf/recipe/<name>.yaml``
-(:mod:`toolkit.report.spec`); the significance settings from ``--reference``/``--alpha`` here
-or ``significance:`` in conf/compare.yaml. A run without a per-example file or a CSV log (an
+(:mod:`toolkit.report.spec`); the significance settings from ``significance:`` in conf/report.yaml
+or conf/compare.yaml. A run without a per-example file or a CSV log (an
 older run) is named in the report, not an error.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from toolkit.metrics.significance import DEFAULT_RESAMPLES, DEFAULT_SEED, seed_interval
+from toolkit.metrics.significance import seed_interval
 from toolkit.report.collect import (
     Row,
-    collect,
     disambiguate,
     fill_models,
-    find_runs,
     group_rows,
 )
 from toolkit.report.collect import sort_key as _sort_key
@@ -328,36 +325,3 @@ def write_table(table: Table, out: str | Path) -> None:
     out.with_suffix(".md").write_text(table.markdown() + "\n", encoding="utf-8")
     with open(out.with_suffix(".csv"), "w", newline="", encoding="utf-8") as fh:
         csv.writer(fh).writerows([table.header, *table.rows])
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Collect run folders into one comparison report.")
-    parser.add_argument("runs", nargs="+", help="run folders, or folders to search below")
-    parser.add_argument("--out", default="report")
-    parser.add_argument(
-        "--reference",
-        default="multihead",
-        help="attention type the others are tested against (e.g. uniform)",
-    )
-    parser.add_argument("--alpha", type=float, default=0.05, help="significance level")
-    parser.add_argument(
-        "--resamples",
-        type=int,
-        default=DEFAULT_RESAMPLES,
-        help="paired-bootstrap resamples of the test examples",
-    )
-    parser.add_argument("--bootstrap-seed", type=int, default=DEFAULT_SEED)
-    args = parser.parse_args(argv)
-    rows = collect(find_runs(args.runs))
-    if not rows:
-        raise SystemExit(f"no run folder (metrics.json) under {', '.join(args.runs)}")
-    sig = Significance(args.reference, args.alpha, args.resamples, args.bootstrap_seed)
-    index = build_report(rows, args.out, command="python -m toolkit.report " + " ".join(args.runs),
-                         significance=sig)  # fmt: skip
-    print(Path(args.out, "results.md").read_text(encoding="utf-8"))
-    print(f"[toolkit.report] across modalities: {Path(args.out, 'cross_modal.md').resolve()}")
-    print(f"[toolkit.report] report: {index.resolve()}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,8 +1,6 @@
-"""``python -m toolkit.interpret ckpt=PATH [examples=200] [ks=[1,2,4]] [seed=0]``.
-
-Loads a checkpoint, runs its recipe's adapter (``recipes/<task>/interpret.py``) on the first
-``examples`` test items and writes, in the checkpoint's run folder (the folder above
-``checkpoints/``, or ``out=DIR``):
+"""Interpret a checkpoint: load it, run its recipe's adapter (``recipes/<task>/interpret.py``)
+on the first ``examples`` test items and write, in the checkpoint's run folder (the folder
+above ``checkpoints/``, or ``out``):
 
 * ``interpret.json``: the erasure test per ranking and ``k``, the AOPC, the attention /
   random ratio with its bootstrap interval, and the rollout entry;
@@ -10,77 +8,20 @@ Loads a checkpoint, runs its recipe's adapter (``recipes/<task>/interpret.py``) 
   with self-attention layers);
 * an ``interpretability`` entry in ``metrics.json`` (when the folder has one).
 
-Both JSON files are written to a temporary file and renamed. Other keys: ``resamples``
-(bootstrap draws, 1000), ``batch_size`` (16), ``figures`` (rollout pictures, 4),
-``threads`` (torch threads; default: torch's), ``data.<key>=value`` (data-module
-overrides, as for ``toolkit.evaluate``).
+Both JSON files are written to a temporary file and renamed. The command line is
+``python -m toolkit.interpret`` (:mod:`toolkit.commands.interpret`).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 INTERPRET_FILE = "interpret.json"
 FIGURE_DIR = "interpret"
-KEYS = ("ckpt", "examples", "ks", "seed", "resamples", "batch_size", "figures", "threads", "out")
-
-
-def _parse_ks(text: str) -> list[int]:
-    parts = [p for p in text.strip().strip("[]").replace(" ", "").split(",") if p]
-    ks = sorted({int(p) for p in parts})
-    if not ks or ks[0] < 1:
-        raise ValueError(f"ks must be positive integers, got {text!r}")
-    return ks
-
-
-def parse_args(argv: list[str]) -> dict[str, Any]:
-    """``key=value`` words (Hydra style, ``--key value`` also accepted) -> settings."""
-    parser = argparse.ArgumentParser(
-        prog="python -m toolkit.interpret",
-        description="Erasure faithfulness test and attention rollout for a checkpoint.",
-        epilog="Keys: ckpt=PATH examples=200 ks=[1,2,4] seed=0 resamples=1000 batch_size=16 "
-        "figures=4 threads=N out=DIR data.<key>=value",
-    )
-    parser.add_argument("words", nargs="*", help="key=value settings")
-    args = parser.parse_args(argv)
-    out: dict[str, Any] = {"examples": 200, "ks": [1, 2, 4], "seed": 0, "resamples": 1000,
-                           "batch_size": 16, "figures": 4, "data": {}}  # fmt: skip
-    for word in args.words:
-        key, sep, value = word.partition("=")
-        key = key.lstrip("-+")
-        if not sep:
-            parser.error(f"expected key=value, got {word!r}")
-        if key.startswith("data."):
-            out["data"][key.removeprefix("data.")] = _yaml_value(value)
-        elif key not in KEYS:
-            parser.error(f"unknown key {key!r}; valid: {', '.join(KEYS)}, data.<key>")
-        elif key == "ks":
-            try:
-                out["ks"] = _parse_ks(value)
-            except ValueError as err:
-                parser.error(str(err))
-        elif key in ("ckpt", "out"):
-            out[key] = value
-        else:
-            try:
-                out[key] = int(value)
-            except ValueError:
-                parser.error(f"{key} must be an integer, got {value!r}")
-    if "ckpt" not in out:
-        parser.error("ckpt=PATH is required")
-    return out
-
-
-def _yaml_value(text: str) -> Any:
-    import yaml
-
-    return yaml.safe_load(text) if text else None
 
 
 def run_folder(ckpt: Path) -> Path:
@@ -121,7 +62,6 @@ def interpret_checkpoint(options: dict[str, Any], log=print) -> dict[str, Any]:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from toolkit.evaluate import load_module
     from toolkit.interpret.common import Settings
     from toolkit.runs import (
         METRICS_FILE,
@@ -130,6 +70,7 @@ def interpret_checkpoint(options: dict[str, Any], log=print) -> dict[str, Any]:
         write_metrics,
         write_text_atomic,
     )
+    from toolkit.training.checkpoints import load_module
 
     if options.get("threads"):
         torch.set_num_threads(int(options["threads"]))
@@ -175,19 +116,3 @@ def interpret_checkpoint(options: dict[str, Any], log=print) -> dict[str, Any]:
         log(f"[toolkit.interpret] no {METRICS_FILE} in {out_dir}: only {INTERPRET_FILE} written")
     result["_out_dir"] = str(out_dir)
     return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    options = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        result = interpret_checkpoint(options)
-    except ValueError as err:  # a missing/broken checkpoint, a recipe without adapter
-        print(f"[toolkit.interpret] error: {err}", file=sys.stderr)
-        return 2
-    entry = headline(result)
-    print(f"[toolkit.interpret] {result['recipe']}/{result['attention']}: AOPC {entry['aopc']}")
-    for method, ratio in (entry.get("aopc_ratio_to_random") or {}).items():
-        interval = ratio.get("ci95")
-        print(f"[toolkit.interpret]   AOPC {method} / random: {ratio['value']} (95% {interval})")
-    print(f"[toolkit.interpret] wrote {Path(result['_out_dir']) / INTERPRET_FILE}")
-    return 0
