@@ -356,6 +356,86 @@ def sentiment_seeds() -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- RNN seeds
+
+TR_RNN = "recipes/translation/results/rnn"
+RNN_ANCHOR = "#the-gru-translator-attention-against-a-fixed-summary"
+RNN_TYPES = ("additive", "general", "uniform", "coverage")
+
+
+def _rnn_runs() -> dict[str, list[str]]:
+    """Type -> its seed folders under ``TR_RNN`` (sorted by seed)."""
+    runs: dict[str, list[str]] = {}
+    for kind in RNN_TYPES:
+        folders = sorted((ROOT / TR_RNN).glob(f"{kind}-seed*"))
+        runs[kind] = [f"{TR_RNN}/{f.name}" for f in folders if (f / "metrics.json").is_file()]
+    return runs
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
+def _repetition(folder: str, field: str = "hypothesis") -> float:
+    from toolkit.metrics.repetition import repeated_ngram_rate
+
+    _, records = _per_example(folder)
+    return repeated_ngram_rate([r[field] for r in records], 3)
+
+
+def translation_rnn() -> str:
+    """The GRU translator's seeds per attention type: BLEU per seed, mean and 95 % interval
+    over seeds, the copy baseline, repeated trigrams; then paired bootstraps over test
+    sentences (seeds paired) of each type against ``uniform`` and of coverage against
+    additive."""
+    from toolkit.metrics.significance import compare_per_example, seed_interval
+
+    runs = _rnn_runs()
+    head = ["attention", "seeds", "BLEU per seed", "BLEU mean", "95 % interval over seeds",
+            "seed spread", "chrF mean", "repeated trigrams", "train s (mean)"]  # fmt: skip
+    rows, copy = [], None
+    for kind, folders in runs.items():
+        if not folders:
+            continue
+        saved = [_json(f"{f}/metrics.json") for f in folders]
+        bleu = [m["metrics"]["bleu"] for m in saved]
+        iv = seed_interval(bleu) if len(bleu) > 1 else None
+        rep = [_repetition(f) for f in folders]
+        copy = saved[0]["metrics"]["copy_bleu"]
+        rows.append([
+            f"`{kind}`", ", ".join(str(m["seed"]) for m in saved),
+            " / ".join(f"{b:.1f}" for b in bleu), f"{sum(bleu) / len(bleu):.1f}",
+            "—" if iv is None else f"{iv.low:.1f} – {iv.high:.1f}",
+            f"{max(bleu) - min(bleu):.1f}",
+            f"{sum(m['metrics']['chrf'] for m in saved) / len(saved):.1f}",
+            f"{100 * sum(rep) / len(rep):.2f} %",
+            f"{sum(m['train_seconds'] for m in saved) / len(saved):.0f}",
+        ])  # fmt: skip
+    if copy is None:
+        return "(no runs yet: benchmarks/translation_runs.sh rnn)"
+    rows.append(["copy the source (baseline)", "", "", f"{copy:.1f}", "", "", "", "", ""])
+    first = next(f for folders in runs.values() for f in folders)
+    refs = f"{100 * _repetition(first, 'reference'):.2f} %"
+    rows.append(["the references", "", "", "", "", "", "", refs, ""])
+    lines = _md(head, rows, right=3)
+    tests = []
+    for system, reference in (("additive", "uniform"), ("general", "uniform"),
+                              ("coverage", "additive")):  # fmt: skip
+        ref_runs, sys_runs = runs.get(reference, []), runs.get(system, [])
+        n = min(len(ref_runs), len(sys_runs))
+        if n == 0:
+            continue
+        pairs = [(_per_example(ref_runs[i]), _per_example(sys_runs[i])) for i in range(n)]
+        tests.append((f"`{system}` − `{reference}` ({_seeds(n)}, paired)",
+                      compare_per_example(pairs, "bleu")))  # fmt: skip
+    body = [[label, f"{t.difference:+.1f}", f"{t.low:+.1f} … {t.high:+.1f}",
+             f"{t.p_value:.3f}", "yes" if t.significant() else "no"]
+            for label, t in tests]  # fmt: skip
+    lines += ["", *_md(["difference in BLEU", "observed", "95 % interval", "p",
+                        "significant at 0.05"], body)]  # fmt: skip
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- run tables
 
 # Each recipe README opens with one table: per measured config the command that trains it,
@@ -407,13 +487,36 @@ def _translation_metric(saved: dict[str, Any]) -> str:
             f"{m['copy_chrf']:.1f}")  # fmt: skip
 
 
+def _seed_mean_metric(folders: list[str]) -> Callable[[dict[str, Any]], str]:
+    """Mean BLEU/chrF over the seed runs ``folders`` (the budget comes from the first)."""
+
+    def metric(_: dict[str, Any]) -> str:
+        runs = [_json(f"{f}/metrics.json") for f in folders]
+        bleu = [r["metrics"]["bleu"] for r in runs]
+        chrf = [r["metrics"]["chrf"] for r in runs]
+        seeds = " / ".join(f"{b:.1f}" for b in bleu)
+        return (f"BLEU {sum(bleu) / len(bleu):.1f} (beam 5; seeds {seeds}), "
+                f"chrF {sum(chrf) / len(chrf):.1f}")  # fmt: skip
+
+    return metric
+
+
 def translation_runs() -> str:
     kind = _json(f"{TR_NOW}/metrics.json")["attention"]
-    return _run_table([
+    rows = [
         (f"Transformer, multi-head attention with `{kind}` scores (default)",
          f"python -m toolkit.train recipe=translation attention={kind}", TR_NOW,
          _translation_metric),
-    ])  # fmt: skip
+    ]  # fmt: skip
+    for name, folders in _rnn_runs().items():
+        if folders:
+            extra = " coverage_loss_weight=1.0" if name == "coverage" else ""
+            rows.append((
+                f"GRU encoder–decoder + `{name}` ({_seeds(len(folders))}, [below]({RNN_ANCHOR}))",
+                f"python -m toolkit.train experiment=translation_rnn attention={name}{extra}",
+                folders[0], _seed_mean_metric(folders),
+            ))  # fmt: skip
+    return _run_table(rows)
 
 
 def _caption_metric(saved: dict[str, Any]) -> str:
@@ -751,6 +854,7 @@ BLOCKS: dict[str, tuple[str, Callable[[], str]]] = {
     "asr-decode-sweep": ("recipes/asr/README.md", asr_decode_sweep),
     "asr-sentences": ("recipes/asr/README.md", asr_sentences),
     "translation-summary": ("recipes/translation/README.md", translation_summary),
+    "translation-rnn": ("recipes/translation/README.md", translation_rnn),
     "captioning-summary": ("recipes/captioning/README.md", captioning_summary),
     "sentiment-types": ("recipes/sentiment/README.md", sentiment_types),
     "sentiment-seeds": ("recipes/sentiment/README.md", sentiment_seeds),

@@ -1,6 +1,7 @@
 #!/bin/bash
 # The translation runs behind recipes/translation/README.md, two at a time on 1 thread each
 # (2 cores). Usage: benchmarks/translation_runs.sh rnn|types   (run folders: runs/translation/)
+# Every run that has its metrics.json is skipped, so an interrupted grid resumes.
 set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -13,11 +14,21 @@ run() {  # run <folder> <overrides...>
 }
 pair() { run "$@" & }
 case "${1:-}" in
-  rnn)  # Bahdanau GRU vs the same model with a fixed mean over the source, equal budgets
-    R="model=rnn trainer.precision=bf16-mixed trainer.max_epochs=8 trainer.max_time=00:00:15:00"
-    pair rnn-additive $R attention=additive
-    run rnn-uniform $R attention=uniform
-    wait ;;
+  rnn)  # the Bahdanau GRU (experiment=translation_rnn) with additive, general, uniform and
+        # coverage attention, seeds 0-2, two runs at a time; results/rnn/ keeps the small files
+    R="experiment=translation_rnn"
+    for seed in 0 1 2; do
+      pair rnn-additive-seed$seed $R attention=additive seed=$seed
+      run rnn-uniform-seed$seed $R attention=uniform seed=$seed
+      wait
+      pair rnn-general-seed$seed $R attention=general seed=$seed
+      run rnn-coverage-seed$seed $R attention=coverage coverage_loss_weight=1.0 seed=$seed
+      wait
+    done
+    for dir in runs/translation/rnn-*-seed?; do
+      out=recipes/translation/results/rnn/${dir#runs/translation/rnn-}
+      mkdir -p "$out" && cp "$dir"/{metrics.json,per_example.jsonl.gz} "$out"/
+    done ;;
   types)  # every registered type as the Transformer's attention, short equal budgets
     T="model=transformer trainer.precision=bf16-mixed trainer.max_epochs=1 trainer.max_time=00:00:03:00"
     set -- multihead scaled_dot dot general additive local linear uniform

@@ -23,3 +23,23 @@ def degenerate(texts: Sequence[str]) -> dict[str, int]:
         repeated = any(grams.count(g) >= 3 for g in set(grams))
         looping += run or repeated or bool(_CHAR_RUN.search(str(text)))
     return {"outputs": len(texts), "empty": empty, "looping": looping}
+
+
+def repeated_ngrams(texts: Sequence[str], n: int = 3) -> dict[str, int]:
+    """Word ``n``-grams of each output that repeat an earlier ``n``-gram of the same output
+    (the repetition coverage is meant to remove; See et al. 2017 count duplicate n-grams the
+    same way): ``{"ngrams": total, "repeated": duplicates}``. The rate is their ratio."""
+    total = repeated = 0
+    for text in texts:
+        words = str(text).split()
+        grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+        total += len(grams)
+        repeated += len(grams) - len(set(grams))
+    return {"ngrams": total, "repeated": repeated}
+
+
+def repeated_ngram_rate(texts: Sequence[str], n: int = 3) -> float:
+    """Share of word ``n``-grams that repeat one earlier in the same output (0 when there
+    are none)."""
+    counts = repeated_ngrams(texts, n)
+    return counts["repeated"] / counts["ngrams"] if counts["ngrams"] else 0.0
