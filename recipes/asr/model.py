@@ -1,5 +1,6 @@
-"""Joint CTC/attention recogniser: speech encoder (any self-attention) + CTC head +
-Transformer decoder, and the step/reorder functions the shared beam search drives."""
+"""Joint CTC/attention recogniser: speech encoder (any self-attention) + CTC head + an
+attention decoder (Transformer, or a recurrent decoder whose attention may be stateful), and
+the step/reorder functions the shared beam search drives."""
 
 from __future__ import annotations
 
@@ -11,24 +12,43 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from toolkit.attention import stateful
-from toolkit.nn import TransformerDecoder, build_positions, reorder_cache
+from toolkit.attention import capabilities, stateful
+from toolkit.nn import (
+    AttentionGRUDecoder,
+    TransformerDecoder,
+    build_positions,
+    reorder_search_state,
+)
 from toolkit.nn.speech import SpeechEncoder
 
 Tensor = torch.Tensor
+DECODERS = ("transformer", "rnn")
 
 
 class CTCAttentionASR(nn.Module):
-    """``wave -> SpeechEncoder -> (CTC head, Transformer decoder over the encoder frames)``.
+    """``wave -> SpeechEncoder -> (CTC head, attention decoder over the encoder frames)``.
 
     Args:
         vocab_size: tokens (characters or sentencepiece pieces) including blank and EOS.
         attention, attention_options: encoder self-attention type (the ``attention`` group).
         layer: ``conformer`` or ``transformer`` encoder layers.
-        embed_dim, num_heads, encoder_layers, decoder_layers, ffn_dim, dropout: sizes.
-        decoder_attention: registered type of the decoder's self- and cross-attention
-            (``multihead`` in the configs); it does not follow ``attention``, which is the
-            encoder's, so ``attention_modules`` also lists this type (and its core).
+        embed_dim, num_heads, encoder_layers, decoder_layers, ffn_dim, dropout: sizes
+            (``num_heads``, ``decoder_layers`` and ``ffn_dim`` of the decoder: Transformer
+            decoder only).
+        decoder: ``transformer`` (the default) or ``rnn``: a one-step-at-a-time recurrent
+            decoder (``toolkit.nn.AttentionGRUDecoder``, ``decoder_cell`` of
+            ``decoder_hidden_dim`` units, one layer) whose attention over the encoder frames
+            is ``decoder_attention``; the stateful types (``location``, ``coverage``) carry
+            their state in its decoder state, so beam search and joint CTC/attention
+            decoding need nothing more.
+        decoder_attention: registered attention type of the decoder; ``None`` = ``multihead``
+            for the Transformer decoder (its self- and cross-attention), ``location``
+            (Chorowski et al. 2015) for the recurrent one. It does not follow ``attention``,
+            which is the encoder's, so ``attention_modules`` also lists this type (and its
+            core).
+        decoder_attention_options: options of ``decoder_attention`` (e.g. ``channels``,
+            ``kernel_size`` for ``location``; ``None`` = the type's defaults).
+        decoder_cell, decoder_hidden_dim: ``gru`` or ``lstm`` and its size (``rnn`` only).
         positions: encoder positions (``sinusoidal``/``learned``/``none``).
         spec_augment: ``SpecAugment`` options (None = off).
         kernel_size: Conformer convolution kernel.
@@ -37,10 +57,12 @@ class CTCAttentionASR(nn.Module):
             ``eos_id``).
         never: further ids the decoder never emits (the tokenizer's ``never_ids``).
 
-    The stateful types (``location``, ``coverage``) are refused for both ``attention`` and
-    ``decoder_attention``: the encoder's self-attention has no decoder steps, and the
-    Transformer decoder computes every target position of a layer (in several heads and
-    layers) in one parallel pass, with no single previous alignment to carry.
+    The stateful types (``location``, ``coverage``: each decoder step attends with the
+    previous step's weights or their running sum) are ``decoder_attention`` of the recurrent
+    decoder only. They are refused as ``attention``, the encoder's self-attention, which has
+    no decoder steps, and as the Transformer decoder's, which computes every target position
+    of a layer (in several heads and layers) in one parallel pass, with no single previous
+    alignment to carry.
     """
 
     def __init__(
@@ -55,7 +77,11 @@ class CTCAttentionASR(nn.Module):
         decoder_layers: int = 2,
         ffn_dim: int | None = None,
         dropout: float = 0.1,
-        decoder_attention: str = "multihead",
+        decoder: str = "transformer",
+        decoder_attention: str | None = None,
+        decoder_attention_options: Mapping[str, Any] | None = None,
+        decoder_cell: str = "gru",
+        decoder_hidden_dim: int = 256,
         positions: str = "sinusoidal",
         spec_augment: Mapping[str, Any] | None = None,
         kernel_size: int = 15,
@@ -65,19 +91,34 @@ class CTCAttentionASR(nn.Module):
         never: Sequence[int] = (),
     ) -> None:
         super().__init__()
-        for key, name in (("attention", attention), ("model.decoder_attention", decoder_attention)):
-            if stateful(name):
-                raise ValueError(
-                    f"asr CTCAttentionASR: {key}={name} is stateful (each decoder step attends "
-                    "with the previous step's weights or their running sum). `attention` is the "
-                    "speech encoder's self-attention, which has no decoder steps, and the "
-                    "attention decoder is a Transformer decoder: every target position of a "
-                    "layer, in several heads and layers, is computed in one parallel pass, with "
-                    "no single previous alignment to carry. This recipe has no recurrent "
-                    "decoder; use location/coverage in translation model=rnn or captioning "
-                    "model=lstm, and e.g. attention=multihead or local here."
-                )
+        if decoder not in DECODERS:
+            raise ValueError(
+                f"asr CTCAttentionASR: unknown model.decoder={decoder!r}; valid choices: "
+                f"{', '.join(DECODERS)}"
+            )
+        if decoder_attention is None:
+            decoder_attention = "location" if decoder == "rnn" else "multihead"
+        if stateful(attention):
+            raise ValueError(
+                f"asr CTCAttentionASR: attention={attention} is stateful (each decoder step "
+                "attends with the previous step's weights or their running sum), and "
+                "`attention` is the speech encoder's self-attention, which has no decoder "
+                f"steps. Use it in the recurrent attention decoder: model.decoder=rnn "
+                f"model.decoder_attention={attention}, with e.g. attention=multihead or local "
+                "for the encoder."
+            )
+        if decoder == "transformer" and stateful(decoder_attention):
+            raise ValueError(
+                f"asr CTCAttentionASR: model.decoder_attention={decoder_attention} is stateful "
+                "(each decoder step attends with the previous step's weights or their running "
+                "sum), and model.decoder=transformer is a Transformer decoder: every target "
+                "position of a layer, in several heads and layers, is computed in one parallel "
+                "pass, with no single previous alignment to carry. Use model.decoder=rnn "
+                f"model.decoder_attention={decoder_attention} (the recurrent decoder's "
+                "attention over the encoder frames), or multihead here."
+            )
         self.blank, self.eos, self.embed_dim = blank, eos, embed_dim
+        self.decoder_type, self.decoder_attention = decoder, decoder_attention
         # Ids the decoder must not emit: the blank and ids that are never targets
         # (sentencepiece's unknown and BOS pieces).
         self.never = sorted({blank, *map(int, never)})
@@ -87,13 +128,29 @@ class CTCAttentionASR(nn.Module):
             subsample_channels=subsample_channels,
         )  # fmt: skip
         self.ctc_head = nn.Linear(embed_dim, vocab_size)
-        self.embed = nn.Embedding(vocab_size, embed_dim)
-        self.dec_positions = build_positions("sinusoidal", embed_dim, 512, dropout)
-        self.decoder = TransformerDecoder(
-            decoder_layers, embed_dim, num_heads, ffn_dim=ffn_dim, dropout=dropout,
-            self_attention=decoder_attention, cross_attention=decoder_attention,
-        )  # fmt: skip
-        self.out = nn.Linear(embed_dim, vocab_size)
+        options = dict(decoder_attention_options or {})
+        if decoder == "rnn":
+            # Bahdanau order for the additive family (location, coverage, additive): attend
+            # with the previous state; Luong's multiplicative scores the Luong way.
+            self.decoder = AttentionGRUDecoder(
+                vocab_size, embed_dim, decoder_hidden_dim, embed_dim, decoder_attention,
+                padding_idx=None, dropout=dropout, cell=decoder_cell,
+                style=capabilities(decoder_attention).rnn_style, **options,
+            )  # fmt: skip
+        else:
+            self.embed = nn.Embedding(vocab_size, embed_dim)
+            self.dec_positions = build_positions("sinusoidal", embed_dim, 512, dropout)
+            self.decoder = TransformerDecoder(
+                decoder_layers, embed_dim, num_heads, ffn_dim=ffn_dim, dropout=dropout,
+                self_attention=decoder_attention, cross_attention=decoder_attention,
+                self_attention_options=options, cross_attention_options=options,
+            )  # fmt: skip
+            self.out = nn.Linear(embed_dim, vocab_size)
+
+    @property
+    def recurrent(self) -> bool:
+        """Whether the attention decoder is the recurrent one (``decoder=rnn``)."""
+        return self.decoder_type == "rnn"
 
     # ----- training ---------------------------------------------------------------------
     def encode(self, wave: Tensor, lengths: Tensor, need_weights: bool = False):
@@ -118,7 +175,14 @@ class CTCAttentionASR(nn.Module):
         self, memory: Tensor, memory_mask: Tensor, inputs: Tensor, input_mask: Tensor,
         need_weights: bool = False,
     ) -> tuple[Tensor, Any]:  # fmt: skip
-        """Teacher forcing: ``inputs (B, L)`` (BOS + targets) -> logits ``(B, L, V)``."""
+        """Teacher forcing: ``inputs (B, L)`` (BOS + targets) -> logits ``(B, L, V)`` and,
+        with ``need_weights``, ``{"cross": [...]}`` whose last entry is the attention over
+        the frames (``(B, H, L, S)`` per Transformer layer; ``(B, L, S)`` for ``rnn``)."""
+        if self.recurrent:
+            # steps after a row's end (input_mask False) come after its real ones: a
+            # recurrent decoder's real steps never see them, and the loss ignores them
+            logits, weights, _ = self.decoder(inputs, memory, memory_mask)
+            return logits.float(), ({"cross": [weights]} if need_weights else None)
         y, maps = self.decoder(
             self._embed(inputs), memory, mask=input_mask, memory_mask=memory_mask,
             need_weights=need_weights,
@@ -129,13 +193,26 @@ class CTCAttentionASR(nn.Module):
 
     # ----- decoding (toolkit.decoding protocol) ------------------------------------------
     def init_state(self, memory: Tensor, memory_mask: Tensor) -> dict[str, Any]:
+        if self.recurrent:  # the attention state (location, coverage) rides in `rnn`
+            return {"memory": memory, "mask": memory_mask,
+                    "rnn": self.decoder.init_state(memory, memory_mask),
+                    "pre": self.decoder.precompute(memory)}  # fmt: skip
         return {"memory": memory, "mask": memory_mask, "cache": self.decoder.init_cache()}
 
     def step(
         self, prefix: Tensor, state: dict[str, Any], need_weights: bool = False
     ) -> tuple[Tensor, dict[str, Any], Tensor | None]:
-        """Next-token log-probs ``(N, V)`` of the newest position; cross-attention of the
-        last decoder layer over the encoder frames (head mean) ``(N, S)`` if asked."""
+        """Next-token log-probs ``(N, V)`` of the newest position; the attention over the
+        encoder frames ``(N, S)`` if asked (Transformer: the last layer's cross-attention,
+        head mean)."""
+        if self.recurrent:
+            logits, rnn, weights = self.decoder.step(
+                prefix[:, -1], state["rnn"], state["memory"], state["mask"], state["pre"]
+            )
+            logits = logits.float()
+            logits[:, self.never] = float("-inf")
+            state = {**state, "rnn": rnn}
+            return logits.log_softmax(-1), state, weights if need_weights else None
         cache = state["cache"]
         x = self._embed(prefix[:, -1:], self.decoder.cache_length(cache))
         y, maps = self.decoder(
@@ -148,7 +225,9 @@ class CTCAttentionASR(nn.Module):
 
     @staticmethod
     def reorder(state: dict[str, Any], index: Tensor) -> dict[str, Any]:
-        return reorder_cache(state, index)
+        """Rows ``index`` of a decoding state: the recurrent state with its attention state
+        (``reorder_state``), every other tensor (memory, mask, Transformer cache) by rows."""
+        return reorder_search_state(state, index)
 
 
 def ctc_attention_loss(
