@@ -34,6 +34,7 @@ from toolkit.attention import built_types
 from toolkit.commands.overrides import run_with_key_help
 from toolkit.paths import CONF_DIR
 from toolkit.runs import import_object, write_config, write_metrics, write_per_example
+from toolkit.training import compile as compile_mod
 from toolkit.training import precision as precision_mod
 from toolkit.training.checkpoints import AtomicCheckpointIO, latest_checkpoint, read_checkpoint
 from toolkit.training.resume import ExactResume, resumable_loader
@@ -254,6 +255,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     module = module_cls(cfg=plain_cfg, data_state=datamodule.state())
     if cfg.get("init_from") and resumed is None:
         load_init_weights(module, cfg.init_from)
+    # compile=true: the model compiled in place (state_dict keys unchanged); `compiled.active`
+    # turns False when compilation fails at the first call and the model runs eager
+    compiled = compile_mod.apply(module, bool(cfg.get("compile", False)))
 
     checkpoints, callbacks = build_callbacks(cfg, run_dir)
     checkpoint = checkpoints[BEST_CHECKPOINT]
@@ -272,7 +276,17 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     make_train_loader = datamodule.train_dataloader
     datamodule.train_dataloader = lambda: resumable_loader(make_train_loader(), trainer)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None)
+    try:
+        trainer.fit(
+            module, datamodule=datamodule, ckpt_path=str(resume_path) if resume_path else None
+        )
+    except Exception as err:
+        if compiled.active and compile_mod.is_compiler_error(err):
+            raise compile_mod.CompileError(
+                f"compile=true: torch.compile failed during training ({type(err).__name__}); "
+                "rerun with compile=false"
+            ) from err
+        raise
     train_seconds = time.perf_counter() - start
     budget = budget_report(cfg, trainer)
     if budget["time_guard_fired"] and is_zero:
@@ -329,6 +343,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "processes": processes,
             "precision": chosen.resolved,
             "precision_requested": chosen.requested,
+            **compiled.record(),
             "cpu": precision_mod.describe_cpu(),
             **precision_mod.describe_gpu(),
         },
@@ -363,7 +378,7 @@ def command(cfg: DictConfig) -> float | None:
     pin_run_dir(run_dir)
     try:
         result = train(cfg, run_dir)
-    except precision_mod.PrecisionError as err:  # a clear message, not a traceback
+    except (precision_mod.PrecisionError, compile_mod.CompileError) as err:  # not a traceback
         print(f"[toolkit.train] error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     if not result:  # a DDP rank other than 0: rank 0 reports
@@ -374,7 +389,8 @@ def command(cfg: DictConfig) -> float | None:
     b = result["budget"]
     print(
         f"[toolkit.train] trained {b['epochs']} epochs / {b['steps']} steps, stopped by "
-        f"{b['stopped_by']}, precision {result['throughput']['precision']}"
+        f"{b['stopped_by']}, precision {result['throughput']['precision']}, "
+        f"compile {str(result['throughput']['compile']).lower()}"
     )
     print(f"[toolkit.train] run folder: {run_dir}")
     return value
