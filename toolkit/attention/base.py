@@ -208,13 +208,10 @@ class AttentionBase(nn.Module):
             raise ValueError(f"key has {key.shape[-2]} steps but value has {value.shape[-2]}")
         cap = _CAPTURE.get()
         mask = normalize_mask(mask, query.dim(), query.shape[-2], key.shape[-2])
-        if cache:
-            out, weights = self.eager(query, key, value, mask, cache=cache)
-            if cap is not None:
-                cap.record(self._capture_name or self.registry_name, weights)
-            return out, (weights if need_weights else None)
-        if need_weights or cap is not None or not (self.fast_path and self.has_fast_path()):
-            out, weights = self.eager(query, key, value, mask)
+        slow = need_weights or cap is not None or not (self.fast_path and self.has_fast_path())
+        if cache or slow:  # cached keys are read by the eager maths
+            extra = {"cache": cache} if cache else {}
+            out, weights = self.eager(query, key, value, mask, **extra)
             if cap is not None:
                 cap.record(self._capture_name or self.registry_name, weights)
             return out, (weights if need_weights else None)
