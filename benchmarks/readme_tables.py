@@ -360,15 +360,31 @@ def sentiment_seeds() -> str:
 
 TR_RNN = "recipes/translation/results/rnn"
 RNN_ANCHOR = "#the-gru-translator-attention-against-a-fixed-summary"
-RNN_TYPES = ("additive", "general", "uniform", "coverage")
+# Row label, result-folder prefix (<prefix>-seed<k>), overrides after
+# `experiment=translation_rnn`; the two-phase coverage run is described under the table.
+RNN_VARIANTS = (
+    ("`additive`", "additive", "attention=additive"),
+    ("`general`", "general", "attention=general"),
+    ("`general`, scale 1/√512", "general-scaled",
+     "attention=general attention.options.scale=0.04419417"),
+    ("`uniform`", "uniform", "attention=uniform"),
+    ("`coverage`, coverage loss 1.0 throughout", "coverage",
+     "attention=coverage coverage_loss_weight=1.0"),
+    ("`coverage`, coverage loss 1.0 in the last 200 steps", "coverage-final", None),
+)  # fmt: skip
+RNN_LABELS = {prefix: label for label, prefix, _ in RNN_VARIANTS}
+# paired tests: (system, reference) folder prefixes
+RNN_TESTS = (("additive", "uniform"), ("general", "uniform"), ("general-scaled", "uniform"),
+             ("general-scaled", "additive"), ("coverage", "additive"),
+             ("coverage-final", "additive"))  # fmt: skip
 
 
 def _rnn_runs() -> dict[str, list[str]]:
-    """Type -> its seed folders under ``TR_RNN`` (sorted by seed)."""
+    """Folder prefix -> its seed folders under ``TR_RNN`` (sorted by seed)."""
     runs: dict[str, list[str]] = {}
-    for kind in RNN_TYPES:
-        folders = sorted((ROOT / TR_RNN).glob(f"{kind}-seed*"))
-        runs[kind] = [f"{TR_RNN}/{f.name}" for f in folders if (f / "metrics.json").is_file()]
+    for _, prefix, _ in RNN_VARIANTS:
+        folders = sorted((ROOT / TR_RNN).glob(f"{prefix}-seed*"))
+        runs[prefix] = [f"{TR_RNN}/{f.name}" for f in folders if (f / "metrics.json").is_file()]
     return runs
 
 
@@ -392,7 +408,8 @@ def translation_rnn() -> str:
 
     runs = _rnn_runs()
     head = ["attention", "seeds", "BLEU per seed", "BLEU mean", "95 % interval over seeds",
-            "seed spread", "chrF mean", "repeated trigrams", "train s (mean)"]  # fmt: skip
+            "seed spread", "chrF mean", "repeated trigrams", "attention entropy (normalised)",
+            "train s (mean)"]  # fmt: skip
     rows, copy = [], None
     for kind, folders in runs.items():
         if not folders:
@@ -402,31 +419,32 @@ def translation_rnn() -> str:
         iv = seed_interval(bleu) if len(bleu) > 1 else None
         rep = [_repetition(f) for f in folders]
         copy = saved[0]["metrics"]["copy_bleu"]
+        entropy = [m["metrics"]["attention_entropy"] for m in saved]
         rows.append([
-            f"`{kind}`", ", ".join(str(m["seed"]) for m in saved),
+            RNN_LABELS[kind], ", ".join(str(m["seed"]) for m in saved),
             " / ".join(f"{b:.1f}" for b in bleu), f"{sum(bleu) / len(bleu):.1f}",
             "—" if iv is None else f"{iv.low:.1f} – {iv.high:.1f}",
             f"{max(bleu) - min(bleu):.1f}",
             f"{sum(m['metrics']['chrf'] for m in saved) / len(saved):.1f}",
             f"{100 * sum(rep) / len(rep):.2f} %",
+            f"{sum(entropy) / len(entropy):.3f}",
             f"{sum(m['train_seconds'] for m in saved) / len(saved):.0f}",
         ])  # fmt: skip
     if copy is None:
         return "(no runs yet: benchmarks/translation_runs.sh rnn)"
-    rows.append(["copy the source (baseline)", "", "", f"{copy:.1f}", "", "", "", "", ""])
+    rows.append(["copy the source (baseline)", "", "", f"{copy:.1f}", *[""] * 6])
     first = next(f for folders in runs.values() for f in folders)
     refs = f"{100 * _repetition(first, 'reference'):.2f} %"
-    rows.append(["the references", "", "", "", "", "", "", refs, ""])
+    rows.append(["the references", *[""] * 6, refs, "", ""])
     lines = _md(head, rows, right=3)
     tests = []
-    for system, reference in (("additive", "uniform"), ("general", "uniform"),
-                              ("coverage", "additive")):  # fmt: skip
+    for system, reference in RNN_TESTS:
         ref_runs, sys_runs = runs.get(reference, []), runs.get(system, [])
         n = min(len(ref_runs), len(sys_runs))
         if n == 0:
             continue
         pairs = [(_per_example(ref_runs[i]), _per_example(sys_runs[i])) for i in range(n)]
-        tests.append((f"`{system}` − `{reference}` ({_seeds(n)}, paired)",
+        tests.append((f"{RNN_LABELS[system]} − {RNN_LABELS[reference]} ({_seeds(n)}, paired)",
                       compare_per_example(pairs, "bleu")))  # fmt: skip
     body = [[label, f"{t.difference:+.1f}", f"{t.low:+.1f} … {t.high:+.1f}",
              f"{t.p_value:.3f}", "yes" if t.significant() else "no"]
@@ -458,7 +476,7 @@ def _run_table(rows: list[tuple[str, str, str, Callable[[dict[str, Any]], str]]]
     body = []
     for config, command, folder, metric in rows:
         saved = _json(f"{folder}/metrics.json")
-        run = command if command == "same run" else f"`{command}`"
+        run = f"`{command}`" if command.startswith("python ") else command
         body.append([config, run, metric(saved), _budget(saved)])
     return "\n".join(_md(["config", "command", "test metric", "budget"], body, right=4))
 
@@ -508,13 +526,15 @@ def translation_runs() -> str:
          f"python -m toolkit.train recipe=translation attention={kind}", TR_NOW,
          _translation_metric),
     ]  # fmt: skip
-    for name, folders in _rnn_runs().items():
+    runs = _rnn_runs()
+    for label, prefix, overrides in RNN_VARIANTS:
+        folders = runs[prefix]
         if folders:
-            extra = " coverage_loss_weight=1.0" if name == "coverage" else ""
+            command = (f"python -m toolkit.train experiment=translation_rnn {overrides}"
+                       if overrides else f"two phases, [below]({RNN_ANCHOR})")  # fmt: skip
             rows.append((
-                f"GRU encoder–decoder + `{name}` ({_seeds(len(folders))}, [below]({RNN_ANCHOR}))",
-                f"python -m toolkit.train experiment=translation_rnn attention={name}{extra}",
-                folders[0], _seed_mean_metric(folders),
+                f"GRU encoder–decoder + {label} ({_seeds(len(folders))}, [below]({RNN_ANCHOR}))",
+                command, folders[0], _seed_mean_metric(folders),
             ))  # fmt: skip
     return _run_table(rows)
 

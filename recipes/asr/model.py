@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from toolkit.attention import capabilities, stateful
+from toolkit.attention import stateful
 from toolkit.nn import (
     AttentionGRUDecoder,
     TransformerDecoder,
@@ -130,12 +130,13 @@ class CTCAttentionASR(nn.Module):
         self.ctc_head = nn.Linear(embed_dim, vocab_size)
         options = dict(decoder_attention_options or {})
         if decoder == "rnn":
-            # Bahdanau order for the additive family (location, coverage, additive): attend
-            # with the previous state; Luong's multiplicative scores the Luong way.
+            # fed as each type's registration says (the step's style=None): the additive
+            # family (location, coverage, additive) attends with the previous state, Luong's
+            # multiplicative scores with the new one
             self.decoder = AttentionGRUDecoder(
                 vocab_size, embed_dim, decoder_hidden_dim, embed_dim, decoder_attention,
                 padding_idx=None, dropout=dropout, cell=decoder_cell,
-                style=capabilities(decoder_attention).rnn_style, **options,
+                **options,
             )  # fmt: skip
         else:
             self.embed = nn.Embedding(vocab_size, embed_dim)

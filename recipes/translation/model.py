@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from toolkit.attention import capabilities, cross_attention_for, self_attention_only, stateful
+from toolkit.attention import cross_attention_for, self_attention_only, stateful
 from toolkit.nn import TransformerDecoder, TransformerEncoder, build_positions
 from toolkit.nn.attention_layer import reorder_cache
 from toolkit.nn.rnn import AttentionGRUDecoder, reorder_search_state
@@ -166,9 +166,8 @@ class Seq2SeqRNN(nn.Module):
             dropout=dropout if encoder_layers > 1 else 0.0,
         )  # fmt: skip
         self.drop = nn.Dropout(dropout)
-        # Luong's multiplicative scores (dot/general family) are fed the Luong way; everything
-        # else the Bahdanau way (previous state as query, context into the cell).
-        style = style or capabilities(attention).rnn_style
+        # style None: the decoder step feeds each type as its registration says (Luong's
+        # multiplicative scores the Luong way, the rest the Bahdanau way)
         options = dict(attention_options or {})
         self.decoder = AttentionGRUDecoder(
             vocab_size, embed_dim, decoder_dim, 2 * hidden_dim, attention=attention,

@@ -230,6 +230,24 @@ def test_fast_run_rnn_with_coverage(compose_cfg, tmp_path):
 
 @needs_catalogs
 @pytest.mark.timeout(600)
+def test_rnn_records_the_attention_options_it_was_built_with(compose_cfg, tmp_path):
+    from toolkit.commands.train import train
+
+    cfg = compose_cfg(
+        "recipe=translation", "model=rnn", "attention=general", "debug=fast", *TINY,
+        "model.embed_dim=32", "model.hidden_dim=32", "model.decoder_dim=32",
+        "attention.options.scale=0.125", "decode.beam_size=2",
+        "trainer.enable_progress_bar=false",
+    )  # fmt: skip
+    result = train(cfg, tmp_path / "run")
+    assert result["attention"] == "general" and "general" in result["attention_modules"]
+    assert result["attention_options"] == {"scale": 0.125}
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["attention_options"] == {"scale": 0.125}
+
+
+@needs_catalogs
+@pytest.mark.timeout(600)
 def test_cli_train_then_evaluate(tmp_path, tiny_cache):
     env = {**os.environ, "ATTN_TOOLKIT_CACHE": str(tiny_cache)}
     run = tmp_path / "run"

@@ -571,6 +571,24 @@ def test_general_matches_bilinear_formula():
         assert_close(w, torch.softmax(scores, dim=-1), **TOL)
 
 
+def test_general_scale_multiplies_the_bilinear_score():
+    block = build("general", query_dim=6, key_dim=4, scale=0.25)
+    q, k, v = torch.randn(B, TQ_CROSS, 6), torch.randn(B, T, 4), torch.randn(B, T, 3)
+    W = block.W.weight.detach().T  # (Dq, Dk)
+    scores = 0.25 * torch.einsum("bqi,ij,bkj->bqk", q, W, k)
+    out, _ = block(q, k, v)
+    out_e, w = block(q, k, v, need_weights=True)
+    assert_close(w, torch.softmax(scores, dim=-1), **TOL)
+    assert_close(out, torch.softmax(scores, dim=-1) @ v, **TOL)
+    assert_close(out_e, out, **TOL)
+    # a smaller scale flattens the weights (higher entropy) on the same inputs
+    unscaled = build("general", query_dim=6, key_dim=4)
+    unscaled.load_state_dict(block.state_dict())
+    _, w1 = unscaled(q, k, v, need_weights=True)
+    entropy = lambda p: -(p * p.clamp_min(1e-12).log()).sum(-1).mean()  # noqa: E731
+    assert entropy(w) > entropy(w1)
+
+
 @pytest.mark.parametrize("chunk_elements", [1, 40, 1 << 22])
 def test_additive_matches_formula(chunk_elements):
     block = build("additive", query_dim=5, key_dim=7, hidden_dim=6, chunk_elements=chunk_elements)

@@ -422,6 +422,23 @@ def test_bahdanau_attends_before_the_cell_luong_after():
         assert torch.allclose(w1, w2) is not depends_on_input, style
 
 
+def test_step_style_defaults_to_the_registered_feeding():
+    # style=None: Luong's multiplicative scores attend with the new state (the step input
+    # changes the weights), the additive family with the previous one; an explicit style wins
+    memory = torch.randn(B, S, 16)
+    expected = {"general": "luong", "dot": "luong", "additive": "bahdanau", "location": "bahdanau"}
+    for name, style in expected.items():
+        step = AttentionRNNDecoderStep(8, 16, 16, attention=name)
+        assert step.style == style == capabilities(name).rnn_style, name
+        state = step.init_state(memory)
+        w1 = step(torch.randn(B, 8), state, memory).weights
+        w2 = step(torch.randn(B, 8), state, memory).weights
+        assert torch.allclose(w1, w2) is (style == "bahdanau"), name
+    assert AttentionRNNDecoderStep(8, 16, 16, attention="general", style="bahdanau").style == (
+        "bahdanau"
+    )
+
+
 def test_gate_scales_context_by_a_scalar_in_0_1():
     step = AttentionRNNDecoderStep(8, 16, 12, attention="additive", gate=True)
     memory = torch.randn(B, S, 12)

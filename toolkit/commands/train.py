@@ -323,6 +323,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     result = {
         "recipe": cfg.recipe.name,
         "attention": cfg.attention.name,
+        # the options the type was built with (e.g. general's scale): two runs of one type
+        # with different options are different configurations
+        "attention_options": OmegaConf.to_container(
+            cfg.attention.get("options") or OmegaConf.create({}), resolve=True
+        ),
         "model": cfg.model.get("_target_", "").rsplit(".", 1)[-1],
         "seed": cfg.seed,
         "metrics": {**metrics.pop("metrics"), **diagnostics},

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn as nn
 
+from ..attention import capabilities
 from .memory_attention import AttentionPooling, MemoryAttention
 
 Tensor = torch.Tensor
@@ -91,7 +92,10 @@ class AttentionRNNDecoderStep(nn.Module):
         hidden_dim: cell size ``H`` (the attention query size).
         memory_dim: memory size ``Dm``.
         attention: registered attention name (see ``MemoryAttention``).
-        style: ``bahdanau`` or ``luong``.
+        style: ``bahdanau`` (attend with the previous state, context into the cell) or
+            ``luong`` (attend with the new state); ``None`` = how the type's registration
+            says it is fed (``Capabilities.rnn_style``: ``luong`` for dot/general, else
+            ``bahdanau``).
         cell: ``gru`` or ``lstm``.
         num_layers: stacked cell layers (the top layer's state is the query).
         output_dim: size ``O`` of the step output (default ``H``).
@@ -107,7 +111,7 @@ class AttentionRNNDecoderStep(nn.Module):
         hidden_dim: int,
         memory_dim: int,
         attention: str = "additive",
-        style: str = "bahdanau",
+        style: str | None = None,
         cell: str = "gru",
         num_layers: int = 1,
         output_dim: int | None = None,
@@ -117,6 +121,8 @@ class AttentionRNNDecoderStep(nn.Module):
         **attention_options: Any,
     ) -> None:
         super().__init__()
+        if style is None:
+            style = capabilities(attention).rnn_style
         if style not in STYLES:
             raise ValueError(f"unknown style {style!r}; valid choices: {', '.join(STYLES)}")
         if cell not in CELLS:
