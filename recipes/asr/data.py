@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,72 @@ class SentencePieceTokenizer(SubwordTokenizer):
 Tokenizer = CharTokenizer | SentencePieceTokenizer
 
 
+@dataclass(frozen=True)
+class JoinedUtterance(Utterance):
+    """Several utterances of one split spoken one after another (the long-input setting):
+    their audio joined with ``gap`` seconds of silence between them, their texts with a
+    space. ``audio`` is the parts' paths joined with ``+`` (it seeds the test noise)."""
+
+    parts: tuple[Utterance, ...] = ()
+    gap: float = 0.0
+
+
+def join_utterances(
+    utts: Sequence[Utterance], min_seconds: float, gap: float = 0.0
+) -> list[Utterance]:
+    """Consecutive utterances joined until the audio (gaps included) lasts at least
+    ``min_seconds``.
+
+    Every utterance lands in exactly one joined utterance, in the order of ``utts``; joined
+    utterances are built from ``utts`` alone (one split at a time, so they never mix
+    splits). The last utterances, too few to fill one, are appended to the previous joined
+    one (a split shorter than ``min_seconds`` in all gives one shorter utterance).
+    """
+    groups: list[list[Utterance]] = []
+    group: list[Utterance] = []
+    seconds = 0.0
+    for u in utts:
+        seconds += (gap if group else 0.0) + float(u.duration or 0.0)
+        group.append(u)
+        if seconds >= min_seconds:
+            groups.append(group)
+            group, seconds = [], 0.0
+    if group:
+        if groups:
+            groups[-1].extend(group)
+        else:
+            groups.append(group)
+    out: list[Utterance] = []
+    for parts in groups:
+        speakers = list(dict.fromkeys(p.speaker for p in parts if p.speaker))
+        out.append(
+            JoinedUtterance(
+                audio="+".join(p.audio for p in parts),
+                text=" ".join(p.text for p in parts),
+                speaker=speakers[0] if len(speakers) == 1 else "+".join(speakers),
+                duration=sum(float(p.duration or 0.0) for p in parts) + gap * (len(parts) - 1),
+                source=parts[0].source,
+                parts=tuple(parts),
+                gap=float(gap),
+            )
+        )
+    return out
+
+
+def read_utterance(utt: Utterance) -> np.ndarray:
+    """The waveform of ``utt``; a joined utterance's parts with its silences between them."""
+    if not isinstance(utt, JoinedUtterance):
+        return read_audio(utt.audio, SAMPLE_RATE, source=utt.source)
+    silence = np.zeros(int(round(utt.gap * SAMPLE_RATE)), dtype=np.float32)
+    pieces: list[np.ndarray] = []
+    for i, part in enumerate(utt.parts):
+        if i and len(silence):
+            pieces.append(silence)
+        pieces.append(np.asarray(read_audio(part.audio, SAMPLE_RATE, source=part.source),
+                                 dtype=np.float32))  # fmt: skip
+    return np.concatenate(pieces)
+
+
 def tokenizer_from_state(state: Mapping[str, Any]) -> Tokenizer:
     """The tokenizer saved in a data state (a checkpoint's ``data_state``); states without
     ``kind`` (older checkpoints) are characters."""
@@ -151,7 +218,7 @@ class SpeechDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         cond_index, utt_index = divmod(index, len(self.utts))
         utt = self.utts[utt_index]
-        audio = read_audio(utt.audio, SAMPLE_RATE, source=utt.source)
+        audio = read_utterance(utt)
         kind, level = self.conditions[cond_index]
         if self.train and self.mixer is not None:
             audio = self.mixer.augment(audio, self.rng())
@@ -224,6 +291,8 @@ class ASRDataModule(pl.LightningDataModule):
         text: str = "commands",
         tokens: str = "chars",
         sp_vocab_size: int = 256,
+        join_min_seconds: float = 0.0,
+        join_gap_seconds: float = 0.0,
         root: str | None = None,
         state: dict[str, Any] | None = None,
     ) -> None:
@@ -248,6 +317,9 @@ class ASRDataModule(pl.LightningDataModule):
         self.normalize = TextNormalization(**(saved.get("normalize") or normalize or {}))
         self.saved_state = saved
         self.babble_pool_size = babble_pool
+        # > 0: the long-input setting (join_utterances); 0 = one utterance per item
+        self.join_min_seconds = float(join_min_seconds or 0.0)
+        self.join_gap_seconds = float(join_gap_seconds or 0.0)
         self.folder: Path | None = None
         self.splits: dict[str, list[Utterance]] = {}
         self.skipped: dict[str, int] = {}
@@ -350,6 +422,14 @@ class ASRDataModule(pl.LightningDataModule):
             tcfg.get("types", ()), tcfg.get("snrs", ()), tcfg.get("rt60s", ())
         )
         self.test_seed = int(tcfg.get("seed", 1234))
+        if self.join_min_seconds > 0:
+            # after the splits are fixed, the tokenizer is built and the babble pool is
+            # read (from single utterances): each split on its own, so a joined utterance
+            # never mixes splits
+            self.splits = {
+                name: join_utterances(utts, self.join_min_seconds, self.join_gap_seconds)
+                for name, utts in self.splits.items()
+            }
 
     def _tokenizer(self) -> Tokenizer:
         """The checkpoint's tokenizer when there is a saved state, else one built from the
@@ -427,6 +507,8 @@ class ASRDataModule(pl.LightningDataModule):
             if self.tokenizer is not None
             else None,
         }
+        if self.join_min_seconds > 0:
+            extra["long_inputs"] = self.joined()
         if self.folder is not None:
             return {
                 "kind": "embedded",
@@ -438,6 +520,38 @@ class ASRDataModule(pl.LightningDataModule):
         files = {s: {"path": str(p), **({"sha256": sha256_file(p)} if Path(p).is_file() else {})}
                  for s, p in self.files.items() if p}  # fmt: skip
         return {"kind": "own", "files": files, "test_split": self.test_split, **extra}
+
+    def joined(self) -> dict[str, Any]:
+        """The long-input setting in the manifest: joined utterances per split, their
+        seconds and their encoder positions (log-mel frames at a 10 ms hop after the x4
+        convolutional subsampling; min / median / max)."""
+        out: dict[str, Any] = {
+            "join_min_seconds": self.join_min_seconds,
+            "join_gap_seconds": self.join_gap_seconds,
+        }
+        for name, utts in self.splits.items():
+            seconds = sorted(float(u.duration or 0.0) for u in utts)
+            if seconds:
+                positions = [encoder_positions(s) for s in seconds]
+                out[name] = {
+                    "items": len(seconds),
+                    "parts": sum(len(getattr(u, "parts", ())) or 1 for u in utts),
+                    "seconds": {"min": round(seconds[0], 2),
+                                "median": round(seconds[len(seconds) // 2], 2),
+                                "max": round(seconds[-1], 2)},
+                    "positions": {"min": positions[0], "median": positions[len(positions) // 2],
+                                  "max": positions[-1]},
+                }  # fmt: skip
+        return out
+
+
+def encoder_positions(seconds: float) -> int:
+    """Encoder positions of ``seconds`` of 16 kHz audio: log-mel frames (25 ms window, 10 ms
+    hop, ``toolkit.nn.speech.LogMelFrontend.frames``) after the two stride-2 convolutions
+    (``Conv2dSubsampling.out_lengths``)."""
+    samples = int(round(seconds * SAMPLE_RATE))
+    frames = max(0, samples - 512 // 2) // 160 + 1
+    return max(1, ((frames - 1) // 2 - 1) // 2)
 
 
 def _loc(u: Utterance) -> tuple[str, int | None]:

@@ -29,6 +29,10 @@ from toolkit.viz.audio import self_attention_map, spectrogram_attention
 log = logging.getLogger(__name__)
 DECODE_MODES = ("ctc_greedy", "attention_beam", "joint")
 RTF_UTTERANCES = 16
+# The picture of a long transcript (the long-input setting's joined recordings) shows its
+# first output tokens only (the npz keeps every row): one row per token would make it
+# thousands of pixels high.
+PICTURE_TOKENS = 200
 
 
 class ASRModule(RecipeModule):
@@ -311,9 +315,14 @@ class ASRModule(RecipeModule):
                         ).as_metrics())  # fmt: skip
                     except (ValueError, RuntimeError) as err:  # e.g. too few frames for CTC
                         log.warning("attention/CTC agreement skipped for utt %d: %s", i, err)
+                labels, picture = [*pieces, "</s>"], cross
+                title = f"ref: {item['text']}\nhyp: {hyp}"
+                if len(labels) > PICTURE_TOKENS:
+                    labels, picture = labels[:PICTURE_TOKENS], cross[:PICTURE_TOKENS]
+                    title = (f"ref: {item['text'][:200]}…\nhyp: {hyp[:200]}… (first "
+                             f"{PICTURE_TOKENS} of {len(pieces) + 1} output tokens)")  # fmt: skip
                 spectrogram_attention(
-                    feats, cross, [*pieces, "</s>"], out_dir / f"utt_{i:03d}.png",
-                    f"ref: {item['text']}\nhyp: {hyp}",
+                    feats, picture, labels, out_dir / f"utt_{i:03d}.png", title
                 )  # fmt: skip
             np.savez_compressed(out_dir / f"utt_{i:03d}.npz", feats=feats, text=item["text"],
                                 hypothesis=hyp, tokens=np.array(pieces, dtype=str),

@@ -71,6 +71,12 @@ class RegionEncoder(nn.Module):
     def forward(self, images: Tensor, boxes=None, box_mask=None):
         regions, mask, grid = self.encoder(images, boxes, box_mask)  # (B, S, D), (B, S)
         if self.encoder.regions == "grid":
+            if regions.shape[1] > self.position.shape[0]:
+                raise ValueError(
+                    f"captioning: the encoder gives {regions.shape[1]} regions ({grid[0]} x "
+                    f"{grid[1]}) but the model has positions for {self.position.shape[0]}; "
+                    f"set ++model.max_regions={regions.shape[1]} (or more)"
+                )
             regions = regions + self.position[: regions.shape[1]]
         return regions, mask, grid
 
@@ -87,6 +93,8 @@ class ShowAttendTell(nn.Module):
         attend: ``attention`` or ``mean`` (ablation: no attention, mean of the regions;
             needs ``attention="uniform"``, the type it computes).
         dropout: on embeddings, step outputs and regions.
+        max_regions: grid regions the learned region positions cover (256 = a 16 x 16 grid;
+            the long-input setting's 32 x 32 grid needs 1,024).
     """
 
     def __init__(
@@ -101,6 +109,7 @@ class ShowAttendTell(nn.Module):
         gate: bool = True,
         attend: str = "attention",
         dropout: float = 0.2,
+        max_regions: int = 256,
     ) -> None:
         super().__init__()
         if self_attention_only(attention):
@@ -122,7 +131,7 @@ class ShowAttendTell(nn.Module):
                 f"used; run the ablation as attention={mean_type} model.attend=mean (or "
                 f"attention={mean_type})"
             )
-        self.regions = RegionEncoder(encoder, memory_dim)
+        self.regions = RegionEncoder(encoder, memory_dim, max_regions)
         self.decoder = AttentionGRUDecoder(
             vocab_size, embed_dim, hidden_dim, memory_dim, attention, padding_idx=0,
             dropout=dropout, cell="lstm", style="bahdanau", gate=gate,
@@ -180,6 +189,7 @@ class CaptionTransformer(nn.Module):
             or of the self-attention for a self-attention-only type.
         embed_dim / num_heads / num_layers / ffn_dim: decoder size.
         positions: ``sinusoidal`` or ``learned`` token positions.
+        max_regions: grid regions the learned region positions cover (as ShowAttendTell).
     """
 
     def __init__(
@@ -195,6 +205,7 @@ class CaptionTransformer(nn.Module):
         dropout: float = 0.1,
         positions: str = "sinusoidal",
         max_len: int = 64,
+        max_regions: int = 256,
     ) -> None:
         super().__init__()
         if stateful(attention):
@@ -205,7 +216,7 @@ class CaptionTransformer(nn.Module):
                 f"one parallel pass. Use model=lstm attention={attention} (the LSTM decoder's "
                 "attention over the regions), or attention=additive here."
             )
-        self.regions = RegionEncoder(encoder, embed_dim)
+        self.regions = RegionEncoder(encoder, embed_dim, max_regions)
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.positions = build_positions(positions, embed_dim, max_len=max_len + 2)
         options = dict(attention_options or {})

@@ -24,6 +24,40 @@ TEST_FROM_VALID = (
 )
 
 
+def join_documents(
+    pairs: list[tuple[str, str]], min_tokens: int, count=lambda text: len(tokenize(text))
+) -> list[tuple[str, str]]:
+    """The long-input setting: consecutive items of one label joined into documents of at
+    least ``min_tokens`` tokens (``count``), in the order of ``pairs``.
+
+    Every item lands in exactly one document, documents are built from ``pairs`` alone (one
+    split at a time, so a document never mixes splits), and a label's last items, too few
+    to fill a document, are appended to that label's previous document (a label whose
+    items hold fewer than ``min_tokens`` tokens in all gives one shorter document).
+    """
+    out: list[tuple[str, str]] = []
+    buffers: dict[str, tuple[list[str], int]] = {}
+    last: dict[str, int] = {}  # label -> index in `out` of its latest document
+    for text, label in pairs:
+        texts, n = buffers.get(label, ([], 0))
+        texts.append(text)
+        n += count(text)
+        if n >= min_tokens:
+            last[label] = len(out)
+            out.append((" ".join(texts), label))
+            texts, n = [], 0
+        buffers[label] = (texts, n)
+    for label, (texts, _) in buffers.items():
+        if not texts:
+            continue
+        if label in last:
+            i = last[label]
+            out[i] = (" ".join([out[i][0], *texts]), label)
+        else:
+            out.append((" ".join(texts), label))
+    return out
+
+
 class SentimentDataModule(pl.LightningDataModule):
     """Text classification data.
 
@@ -53,6 +87,7 @@ class SentimentDataModule(pl.LightningDataModule):
         eval_batch_size: int = 128,
         num_workers: int = 0,
         tokenizer: str = "word",
+        join_min_tokens: int = 0,
         root: str | None = None,
         state: dict[str, Any] | None = None,
     ) -> None:
@@ -67,6 +102,8 @@ class SentimentDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.tokenizer_name, self.root = num_workers, tokenizer, root
         self.saved_state = state
+        # > 0: the long-input setting (join_documents); 0 = one sentence per item
+        self.join_min_tokens = int(join_min_tokens or 0)
         self.folder: Path | None = None
         self.splits: dict[str, list[tuple[str, str]]] = {}
         self.vocab: Vocab | None = None
@@ -82,15 +119,40 @@ class SentimentDataModule(pl.LightningDataModule):
             )
 
     def _load_splits(self) -> None:
+        self._read_splits()
+        if self.join_min_tokens > 0:
+            # the long-input setting: after the splits are fixed, each split on its own, so
+            # a document never mixes splits (the embedded corpus' training domains are
+            # joined one by one in _read_splits, so a document never mixes domains either)
+            self.splits = {
+                name: pairs if name in self._joined else self.join(pairs)
+                for name, pairs in self.splits.items()
+            }
+
+    def join(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """``pairs`` as documents of at least ``join_min_tokens`` tokens (join_documents)."""
+        return join_documents(pairs, self.join_min_tokens)
+
+    def _read_splits(self) -> None:
+        self._joined: set[str] = set()
         if self.train_file is None and self.test_file is None:
             self.prepare_data()
             self.splits = load_sentiment_splits(self.folder)
-            for extra in self.extra_train_domains:
-                # Training data from other domains of the archive; valid/test stay in-domain.
-                folder = build_sentiment_corpus(
-                    extra, root=self.root, limit=self.limit, seed=self.split_seed
-                )
-                self.splits["train"] = self.splits["train"] + load_sentiment_splits(folder)["train"]
+            if not self.extra_train_domains:
+                return
+            # Training data from other domains of the archive; valid/test stay in-domain.
+            trains = [self.splits["train"]] + [
+                load_sentiment_splits(
+                    build_sentiment_corpus(
+                        extra, root=self.root, limit=self.limit, seed=self.split_seed
+                    )
+                )["train"]
+                for extra in self.extra_train_domains
+            ]
+            if self.join_min_tokens > 0:
+                trains = [self.join(pairs) for pairs in trains]
+                self._joined.add("train")
+            self.splits["train"] = [pair for pairs in trains for pair in pairs]
             return
         if self.train_file is None:  # evaluation of a checkpoint on an own test file only
             self.splits = {
@@ -202,13 +264,25 @@ class SentimentDataModule(pl.LightningDataModule):
     def examples(self, split: str, n: int) -> list[tuple[str, str]]:
         return self.splits[split][:n]
 
+    def joined(self) -> dict[str, Any]:
+        """The long-input setting in the manifest: documents per split and their lengths in
+        model positions (min / median / max)."""
+        out: dict[str, Any] = {"join_min_tokens": self.join_min_tokens}
+        for name, items in self._encoded.items():
+            lengths = sorted(len(ids) for ids, _ in items)
+            if lengths:
+                out[name] = {"items": len(lengths), "min": lengths[0],
+                             "median": lengths[len(lengths) // 2], "max": lengths[-1]}  # fmt: skip
+        return out
+
     def manifest(self) -> dict[str, Any]:
         counts = {name: len(pairs) for name, pairs in self.splits.items()}
+        extra = {"long_inputs": self.joined()} if self.join_min_tokens > 0 else {}
         if self.folder is not None:
             import json
 
             built = json.loads((self.folder / "manifest.json").read_text(encoding="utf-8"))
-            return {"kind": "embedded", "folder": str(self.folder), **built}
+            return {"kind": "embedded", "folder": str(self.folder), **built, **extra}
         files = {}
         for split, path in (
             ("train", self.train_file),
@@ -217,4 +291,5 @@ class SentimentDataModule(pl.LightningDataModule):
         ):
             if path:
                 files[split] = {"path": str(path), "sha256": sha256_file(path)}
-        return {"kind": "own", "files": files, "counts": counts, "test_split": self.test_split}
+        return {"kind": "own", "files": files, "counts": counts, "test_split": self.test_split,
+                **extra}  # fmt: skip

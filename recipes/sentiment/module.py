@@ -25,6 +25,9 @@ from toolkit.training.module import RecipeModule
 from toolkit.viz.text import attention_matrix, token_heatmap
 
 log = logging.getLogger(__name__)
+# Pictures of longer inputs (the long-input setting's documents) show their first tokens
+# only; the npz files keep every weight. A 1,000-token matrix would be a 40,000-pixel image.
+PICTURE_TOKENS = 96
 
 
 class SentimentModule(RecipeModule):
@@ -203,12 +206,15 @@ class SentimentModule(RecipeModule):
                 **arrays,
             )
             title = f"#{i} true={label} pred={self.label_map.decode(pred)}"
-            rows.append((tokens[: len(w)], w, title))
+            k, cut = len(w), ""
+            if k > PICTURE_TOKENS:
+                k, cut = PICTURE_TOKENS, f" (first {PICTURE_TOKENS} of {len(w)} tokens)"
+            rows.append((tokens[:k], w[:k], title + cut))
             if maps and i < 2:  # first layer's head-averaged self-attention, as a matrix
                 name, mat = sorted(maps.items())[0]
                 mat = mat.mean(0) if mat.ndim == 3 else mat
                 attention_matrix(
-                    mat[: len(w), : len(w)], tokens, tokens, out_dir / f"self_{i:03d}.png", name
+                    mat[:k, :k], tokens, tokens, out_dir / f"self_{i:03d}.png", name + cut
                 )
         if rows:
             token_heatmap(rows, out_dir / "pooling.png")

@@ -21,6 +21,36 @@ log = logging.getLogger(__name__)
 Pair = tuple[str, str]
 
 
+def join_pairs(pairs: list[Pair], min_tokens: int, count, target_sep: str = " ") -> list[Pair]:
+    """The long-input setting: consecutive pairs joined, source with source and target with
+    target, until the joined source holds at least ``min_tokens`` positions (``count`` of
+    the joined source text).
+
+    Every pair lands in exactly one joined pair, in the order of ``pairs``; joined pairs are
+    built from ``pairs`` alone (one split at a time, so they never mix splits). The last
+    pairs, too few to fill one, are appended to the previous joined pair (a split whose
+    sources hold fewer than ``min_tokens`` positions in all gives one shorter pair).
+    """
+    out: list[Pair] = []
+    src: list[str] = []
+    tgt: list[str] = []
+    total = 0  # positions of the buffered sources counted one by one (a cheap lower bound)
+    for s, t in pairs:
+        src.append(s)
+        tgt.append(t)
+        total += count(s)
+        if total >= min_tokens and count(" ".join(src)) >= min_tokens:
+            out.append((" ".join(src), target_sep.join(tgt)))
+            src, tgt, total = [], [], 0
+    if src:
+        if out:
+            s0, t0 = out.pop()
+            out.append((" ".join([s0, *src]), target_sep.join([t0, *tgt])))
+        else:
+            out.append((" ".join(src), target_sep.join(tgt)))
+    return out
+
+
 class TranslationDataModule(pl.LightningDataModule):
     """Sentence pairs -> padded id tensors.
 
@@ -53,6 +83,7 @@ class TranslationDataModule(pl.LightningDataModule):
         val_bleu_size: int = 300,
         split_seed: int = 0,
         num_workers: int = 0,
+        join_min_tokens: int = 0,
         state: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -67,6 +98,8 @@ class TranslationDataModule(pl.LightningDataModule):
         self.eval_batch_size, self.val_bleu_size = eval_batch_size, val_bleu_size
         self.split_seed, self.num_workers = split_seed, num_workers
         self._state = state
+        # > 0: the long-input setting (join_pairs); 0 = one sentence pair per item
+        self.join_min_tokens = int(join_min_tokens or 0)
         self.tokenizer: SubwordTokenizer | None = (
             SubwordTokenizer.from_state(state["subword"]) if state else None
         )
@@ -149,8 +182,33 @@ class TranslationDataModule(pl.LightningDataModule):
             )
             self.tokenizer = SubwordTokenizer(model)
             log.info("sentencepiece: %d pieces", len(self.tokenizer))
+        if self.join_min_tokens > 0:
+            # after the splits are fixed and the vocabulary is trained on single sentences:
+            # each split on its own, so a joined pair never mixes splits
+            sep = "" if self.target_lang in ("ja", "zh") else " "
+            self.splits = {
+                name: join_pairs(pairs, self.join_min_tokens, self.source_positions, sep)
+                for name, pairs in self.splits.items()
+            }
+            self._manifest["long_inputs"] = self.joined()
         self._manifest["counts"] = {k: len(v) for k, v in self.splits.items()}
         self._manifest["vocab_size"] = len(self.tokenizer)
+
+    def source_positions(self, text: str) -> int:
+        """Positions of ``text`` as a source sequence (pieces + EOS, before truncation)."""
+        assert self.tokenizer is not None
+        return len(self.tokenizer.encode(text)) + 1
+
+    def joined(self) -> dict[str, Any]:
+        """The long-input setting in the manifest: joined pairs per split and their source
+        lengths in encoder positions (min / median / max, after ``max_len``)."""
+        out: dict[str, Any] = {"join_min_tokens": self.join_min_tokens}
+        for name, pairs in self.splits.items():
+            lengths = sorted(len(self.encode(s)) for s, _ in pairs)
+            if lengths:
+                out[name] = {"items": len(lengths), "min": lengths[0],
+                             "median": lengths[len(lengths) // 2], "max": lengths[-1]}  # fmt: skip
+        return out
 
     def state(self) -> dict[str, Any]:
         assert self.tokenizer is not None, "call setup() first"

@@ -23,6 +23,8 @@ from toolkit.metrics.translation import CHAR_LANGS, corpus_scores
 from toolkit.training.module import RecipeModule
 from toolkit.viz.text import attention_matrix
 
+# Pictures of longer sequences show their first pieces only (export_attention).
+PICTURE_TOKENS = 128
 DECODE_DEFAULTS = {
     "beam_size": 5,
     "length_penalty": 0.6,
@@ -299,8 +301,15 @@ class TranslationModule(RecipeModule):
                 translation=r["translation"], source_tokens=np.array(src_tokens),
                 target_tokens=np.array(tgt_tokens),
             )  # fmt: skip
-            attention_matrix(att, src_tokens, tgt_tokens, out_dir / f"example_{i:03d}.png",
-                             f"#{i} cross-attention (last decoder layer)")  # fmt: skip
+            # the picture of a long input (the long-input setting) shows its first pieces
+            # only: a 1,000 x 1,000 matrix would be a 40,000-pixel image; the npz has it all
+            picture, title = att, f"#{i} cross-attention (last decoder layer)"
+            if max(att.shape) > PICTURE_TOKENS:
+                picture = att[:PICTURE_TOKENS, :PICTURE_TOKENS]
+                title += (f" (first {picture.shape[0]} x {picture.shape[1]} of {att.shape[0]} x "
+                          f"{att.shape[1]})")  # fmt: skip
+            attention_matrix(picture, src_tokens, tgt_tokens, out_dir / f"example_{i:03d}.png",
+                             title)  # fmt: skip
         tmp = out_dir / "translations.tsv.tmp"
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
         tmp.replace(out_dir / "translations.tsv")

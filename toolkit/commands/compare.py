@@ -14,7 +14,9 @@ What a recipe compares and how (attentions, budgets per profile, metrics) is its
 profile's ``budgets.<recipe>`` list where it has one (conf/profile/standard.yaml); a recipe
 that lands later shows up with no change here. ``significance:`` (conf/compare.yaml) sets
 the reference type each other type is tested against on the test examples (toolkit/report/);
-a profile's ``reference`` is its default.
+a profile's ``reference`` is its default. ``setting=long`` (any name a recipe gives a
+``report.<name>`` list) adds each recipe's ``report.long`` overrides to its runs (inputs of
+>= 1,000 positions) and puts runs and report under ``<runs_dir>/long`` and ``<out>/long``.
 """
 
 from __future__ import annotations
@@ -118,19 +120,62 @@ def recipe_overrides(profile: DictConfig, name: str, spec: RecipeReport) -> list
     return [str(o) for o in (budget or [])] + [str(o) for o in (own or [])]
 
 
+DEFAULT_SETTING = "default"
+SETTING_KEY = "input_setting"  # the train config key a non-default setting's runs carry
+
+
+def setting_of(cfg: DictConfig) -> str:
+    """The input setting of the grid (``setting=``): ``default`` or a name such as ``long``
+    whose overrides each recipe gives as its ``report.<setting>`` list."""
+    return str(cfg.get("setting") or DEFAULT_SETTING)
+
+
+def setting_dir(path: Any, setting: str) -> Path:
+    """``path`` for the default setting, ``path/<setting>`` for any other, so the runs (and
+    the report) of two settings never mix."""
+    return Path(str(path)) if setting == DEFAULT_SETTING else Path(str(path)) / setting
+
+
+def setting_overrides(name: str, spec: RecipeReport, setting: str) -> list[str]:
+    """A recipe's overrides for a non-default input ``setting`` (its ``report.<setting>``
+    list) and the marker ``++input_setting=<setting>`` its run folders carry (the report
+    labels their budget with it); nothing for the default setting.
+
+    Raises:
+        ValueError: the recipe has no ``report.<setting>`` list.
+    """
+    if setting == DEFAULT_SETTING:
+        return []
+    own = spec.overrides(setting)
+    if own is None:
+        raise ValueError(
+            f"recipe {name} has no `report.{setting}` list in conf/recipe/{name}.yaml, so "
+            f"setting={setting} is not defined for it; leave it out with recipes=[...]"
+        )
+    return [*own, f"++{SETTING_KEY}={setting}"]
+
+
 def plan(cfg: DictConfig, specs: dict[str, RecipeReport]) -> list[RunSpec]:
-    """The grid: recipes × attentions × seeds, with the profile's and user's overrides."""
+    """The grid: recipes × attentions × seeds, with the profile's and user's overrides; a
+    non-default ``setting`` adds each recipe's ``report.<setting>`` list after its own and
+    puts the runs under ``<runs_dir>/<setting>``."""
     profile = cfg.profile
+    setting = setting_of(cfg)
     seeds = _as_list(cfg.get("seeds")) or _as_list(profile.get("seeds")) or [1]
     user_attentions = _as_list(cfg.get("attentions"))
     common = [str(o) for o in (profile.get("overrides") or [])]
     user = cfg.get("overrides") or []
     common += shlex.split(user) if isinstance(user, str) else [str(o) for o in user]
-    runs_dir = Path(str(cfg.runs_dir))
+    runs_dir = setting_dir(cfg.runs_dir, setting)
     grid = []
     for name, spec in specs.items():
-        own = recipe_overrides(profile, name, spec)
-        for attention in user_attentions or spec.attentions_for(str(profile.name)):
+        own = recipe_overrides(profile, name, spec) + setting_overrides(name, spec, setting)
+        types = (
+            user_attentions
+            or (spec.profile_attentions.get(setting) if setting != DEFAULT_SETTING else None)
+            or spec.attentions_for(str(profile.name))
+        )
+        for attention in types:
             for seed in seeds:
                 grid.append(
                     RunSpec(
@@ -330,13 +375,20 @@ def intro_text(cfg: DictConfig, grid: list[RunSpec], specs: dict[str, RecipeRepo
     description = str(cfg.profile.get("description") or "").strip()
     jobs = jobs_of(cfg)
     parallel = f" {jobs} runs at a time, so their times share the machine." if jobs > 1 else ""
+    setting = setting_of(cfg)
+    inputs = (
+        f" Input setting `{setting}`: each recipe's `report.{setting}` overrides "
+        "(conf/recipe/<name>.yaml) on top of the profile's; the budget column says so."
+        if setting != DEFAULT_SETTING
+        else ""
+    )
     return (
         f"Profile `{cfg.profile.name}`: {len(grid)} training runs, "
         f"{'seed ' if len(seeds) == 1 else 'seeds '}{', '.join(map(str, seeds))}, over "
         f"{'; '.join(per_recipe)}. Each run trains its recipe's model with the attention type "
         "of its row, then scores it on the recipe's held-out test set; `budget` is the "
         "planned training budget, `trained` what the run did. Machine: "
-        f"{describe_cpu()}.{parallel} " + description
+        f"{describe_cpu()}.{parallel}{inputs} " + description
     ).strip()
 
 
@@ -346,9 +398,11 @@ def compare(cfg: DictConfig) -> Path:
     specs = {name: recipe_report(name) for name in select_recipes(cfg)}
     grid = plan(cfg, specs)
     check_attentions(grid)
+    setting = setting_of(cfg)
+    out = setting_dir(cfg.out, setting)
     print(
-        f"[compare] profile={cfg.profile.name}: {len(grid)} runs over "
-        f"{', '.join(specs)} under {cfg.runs_dir}",
+        f"[compare] profile={cfg.profile.name} setting={setting}: {len(grid)} runs over "
+        f"{', '.join(specs)} under {setting_dir(cfg.runs_dir, setting)}",
         flush=True,
     )
     python = str(cfg.get("python") or sys.executable)
@@ -362,12 +416,12 @@ def compare(cfg: DictConfig) -> Path:
         rows = collect_grid(grid)
     wall = time.perf_counter() - started
     command = "python -m toolkit.compare " + " ".join(sys.argv[1:])
-    index = build_report(rows, cfg.out, specs, command=command,
+    index = build_report(rows, out, specs, command=command,
                          intro=intro_text(cfg, grid, specs),
                          significance=significance)  # fmt: skip
     done = sum(r.ok for r in rows)
     print(f"[compare] {done}/{len(rows)} runs finished; grid wall time {wall:.0f} s")
-    print(Path(cfg.out, "results.md").read_text(encoding="utf-8"))
+    print(Path(out, "results.md").read_text(encoding="utf-8"))
     print(f"[compare] report: {index.resolve()}")
     return index
 

@@ -73,8 +73,10 @@ def _count(n: Any, unit: str) -> str:
 
 def budget_of(run_dir: Path) -> str:
     """The planned training budget in words from the run's config.yaml: ``"2 epochs"``,
-    ``"600 steps"``, ``"2 epochs, 3,000 scenes"``. ``trainer.max_time`` is a guard, not a
-    budget: whether it fired is shown beside what was trained (:func:`trained_of`)."""
+    ``"600 steps"``, ``"2 epochs, 3,000 scenes"``, ``"1 epoch, long inputs"`` (a run of
+    ``compare setting=long``, so it is never averaged with default-input runs).
+    ``trainer.max_time`` is a guard, not a budget: whether it fired is shown beside what was
+    trained (:func:`trained_of`)."""
     try:
         from omegaconf import OmegaConf
 
@@ -99,6 +101,9 @@ def budget_of(run_dir: Path) -> str:
     scenes = (data.get("scenes") or {}).get("train") if data.get("format") == "scenes" else None
     if scenes and scenes != 10000:
         parts.append(f"{scenes:,} scenes")
+    setting = cfg.get("input_setting")  # compare setting=long: ++input_setting=long
+    if setting not in (None, "default"):
+        parts.append(f"{setting} inputs")
     return ", ".join(parts)
 
 
