@@ -134,14 +134,47 @@ def asr_ctc_wer() -> str:
     return _wer_grid(f"{ASR_NOW}/ctc_greedy_wer_table.csv", "ctc_greedy_")
 
 
-def asr_decode_sweep() -> str:
-    rows = _csv("recipes/asr/results/decode_sweep.csv")
+def asr_decode_sweep(path: str = "recipes/asr/results/decode_sweep.csv") -> str:
+    rows = _csv(path)
     head = ["mode", "beam", "ctc_weight", "WER %", "CER %", "dead beams", "utterances", "s"]
     keys = ["mode", "beam", "ctc_weight", "wer", "cer", "beam_fallbacks", "utterances", "seconds"]
     return "\n".join(_md(head, [[r[k] for k in keys] for r in rows], right=3))
 
 
 ASR_SENTENCES = "recipes/asr/results/sentences"
+ASR_RNN = "recipes/asr/results/rnn-location"
+
+
+def asr_rnn_decode_sweep() -> str:
+    """The recurrent decoder's (``location``) decoding settings on the validation set."""
+    return asr_decode_sweep(f"{ASR_RNN}/decode_sweep.csv")
+
+
+def asr_rnn_clean() -> str:
+    """The recurrent decoder's clean test WER with a bootstrap interval over utterances
+    (its per_example.jsonl.gz), beside CTC greedy on the same checkpoint."""
+    import gzip
+
+    import numpy as np
+
+    from toolkit.metrics.significance import resample_counts
+
+    saved = _json(f"{ASR_RNN}/metrics.json")
+    with gzip.open(ROOT / ASR_RNN / "per_example.jsonl.gz", "rt") as fh:
+        rows = [json.loads(line) for line in fh][1:]
+    clean = [r for r in rows if r["condition"] == "clean"]
+    parts = np.array([[r["word_errors"], r["ref_words"]] for r in clean], np.float64)
+    wers = np.concatenate([(c @ parts)[:, 0] / (c @ parts)[:, 1]
+                           for c in resample_counts(len(parts), 2000, 12345)])  # fmt: skip
+    low, high = np.quantile(wers, [0.025, 0.975])
+    m = saved["metrics"]
+    rows_md = [
+        [f"{_decode(saved)} (chosen on validation)", _pct(m["wer"], 2),
+         f"{_pct(low, 2)}-{_pct(high, 2)}", str(len(clean))],
+        ["CTC greedy, same checkpoint", _pct(m["ctc_greedy_wer"], 2), "", str(len(clean))],
+    ]  # fmt: skip
+    head = ["decoding", "clean test WER %", "95 % bootstrap interval", "utterances"]
+    return "\n".join(_md(head, rows_md, right=1))
 
 
 def asr_sentences() -> str:
@@ -472,12 +505,20 @@ def _budget(saved: dict[str, Any]) -> str:
     return f"{epochs or budget['epochs']:g} epochs ({budget['steps']:,} steps)"
 
 
+def _trained(folder: str, saved: dict[str, Any]) -> dict[str, Any]:
+    """The training run's metrics: ``saved`` itself, or for a folder whose metrics.json came
+    from ``toolkit.evaluate`` (no budget), its ``train_metrics.json``."""
+    if saved.get("budget") or not (ROOT / folder / "train_metrics.json").is_file():
+        return saved
+    return _json(f"{folder}/train_metrics.json")
+
+
 def _run_table(rows: list[tuple[str, str, str, Callable[[dict[str, Any]], str]]]) -> str:
     body = []
     for config, command, folder, metric in rows:
         saved = _json(f"{folder}/metrics.json")
-        run = f"`{command}`" if command.startswith("python ") else command
-        body.append([config, run, metric(saved), _budget(saved)])
+        run = f"`{command}`" if command.startswith(("python ", "benchmarks/")) else command
+        body.append([config, run, metric(saved), _budget(_trained(folder, saved))])
     return "\n".join(_md(["config", "command", "test metric", "budget"], body, right=4))
 
 
@@ -582,11 +623,30 @@ def asr_runs() -> str:
          f"decode.ctc_weight={d['ctc_weight']}", ASR_NOW, _asr_metric("ctc_greedy_")),
         (f"the same run decoded with the joint beam ({d['beam_size']}, `ctc_weight` "
          f"{d['ctc_weight']})", "same run", ASR_NOW, _asr_metric("")),
+        *_asr_rnn_rows(),
         ("open vocabulary: sentences, sentencepiece units, CTC greedy",
          "python -m toolkit.train recipe=asr data.text=sentences data.tokens=sentencepiece "
          "trainer.max_epochs=null trainer.max_steps=2200", ASR_SENTENCES,
          _asr_sentences_metric),
     ])  # fmt: skip
+
+
+def _asr_rnn_rows() -> list[tuple[str, str, str, Callable[[dict[str, Any]], str]]]:
+    """The recurrent `location` decoder: its test decoding (the setting of lowest validation
+    WER, benchmarks/asr_decoder_runs.sh) and CTC greedy on the same checkpoint."""
+    if not (ROOT / ASR_RNN / "metrics.json").is_file():
+        return []
+    d = _json(f"{ASR_RNN}/metrics.json")["decode"]
+    rows = [(
+        f"Conformer + `multihead`, recurrent decoder with `location` attention, "
+        f"{_decode(_json(f'{ASR_RNN}/metrics.json'))} (chosen on validation)",
+        "benchmarks/asr_decoder_runs.sh rnn-location", ASR_RNN,
+        _asr_metric(""),
+    )]  # fmt: skip
+    if d["mode"] != "ctc_greedy":
+        rows.append(("the same run decoded with CTC greedy", "same run", ASR_RNN,
+                     _asr_metric("ctc_greedy_")))  # fmt: skip
+    return rows
 
 
 # ----------------------------------------------------------------------------- standard
@@ -872,6 +932,8 @@ BLOCKS: dict[str, tuple[str, Callable[[], str]]] = {
     "asr-wer": ("recipes/asr/README.md", asr_wer),
     "asr-ctc-wer": ("recipes/asr/README.md", asr_ctc_wer),
     "asr-decode-sweep": ("recipes/asr/README.md", asr_decode_sweep),
+    "asr-rnn-decode-sweep": ("recipes/asr/README.md", asr_rnn_decode_sweep),
+    "asr-rnn-clean": ("recipes/asr/README.md", asr_rnn_clean),
     "asr-sentences": ("recipes/asr/README.md", asr_sentences),
     "translation-summary": ("recipes/translation/README.md", translation_summary),
     "translation-rnn": ("recipes/translation/README.md", translation_rnn),

@@ -5,7 +5,7 @@
 set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-COMMON="recipe=translation threads=1 trainer.enable_progress_bar=false optimizer.fused=false"
+COMMON="recipe=translation threads=1 trainer.precision=32-true trainer.enable_progress_bar=false optimizer.fused=false"
 run() {  # run <folder> <overrides...>
   local dir=runs/translation/$1; shift
   [ -f "$dir/metrics.json" ] && { echo "done already: $dir"; return; }
