@@ -659,7 +659,7 @@ def standard_budgets() -> str:
     (benchmarks/standard_budget.py)."""
     rows = _csv(f"{STANDARD}/calibration/calibration.csv")
     head = ["recipe", "validation metric (runs)", "full default budget", "value there",
-            "standard budget", "value there (share of quality)",
+            "standard budget", "value there (share of quality)", "read from",
             "train s: standard / full"]  # fmt: skip
     body = []
     for r in rows:
@@ -671,7 +671,7 @@ def standard_budgets() -> str:
             _standard_value(float(r["full_value"])),
             f"**{n} {unit[:-1] if n == 1 else unit}** ({int(r['budget_steps']):,} steps)",
             f"{_standard_value(float(r['budget_value']))} "
-            f"({100 * float(r['fraction_of_full']):.1f} %)",
+            f"({100 * float(r['fraction_of_full']):.1f} %)", r["budget_source"],
             f"{float(r['budget_elapsed_s']):,.0f} / {float(r['full_train_s']):,.0f}",
         ])  # fmt: skip
     return "\n".join(_md(head, body, right=3))

@@ -17,12 +17,18 @@ of the default config trained once at that full budget.
 * the quality of a budget of B epochs (or steps, for a recipe whose default budget is in
   steps) is the best validation quality logged up to B, i.e. the checkpoint such a run keeps
   (checkpoints are selected by ``recipe.monitor``), averaged over the runs (seeds);
-* the full-budget quality is that at the last logged validation; the standard budget is the
-  smallest logged budget whose quality is >= ``FRACTION`` of it.
+* the full-budget quality is that at the last logged validation of the runs trained to the
+  full budget; the standard budget is the smallest candidate budget whose quality is >=
+  ``FRACTION`` of it;
+* a run trained only to a smaller budget B (its ``max_epochs``/``max_steps`` below the full
+  runs') is a **check** of B: its learning-rate schedule (warm-up + cosine) ends at B, so the
+  checkpoint it keeps is what a run of the profile gets, and that can differ from the long
+  run's point at B, in either direction. Where checks of B exist, B's quality is theirs (the
+  best validation each kept, averaged), not the long curve's; the candidates are the logged
+  budgets and the checked ones.
 
-The curve is that of one long run: a run trained only to the chosen budget ends its
-learning-rate schedule (warm-up + cosine) there, so its quality at that budget can differ
-from the long run's point, in either direction; check it on the runs of the profile.
+``extract`` names a run by its folder, or for a folder ``seed<N>`` (a compare grid's) by
+``<attention>-seed<N>-<budget>``.
 Elapsed seconds come from the logged ``time/elapsed_s`` where a run logged it, else
 ``train_seconds × steps so far / steps`` (marked ``estimated``).
 """
@@ -33,6 +39,7 @@ import argparse
 import csv
 import io
 import json
+import re
 import statistics
 import sys
 from collections.abc import Sequence
@@ -101,8 +108,12 @@ def extract_run(run_dir: Path) -> tuple[dict, list[dict]]:
     budget = m.get("budget") or {}
     max_epochs, max_steps = cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps")
     steps = int(budget["steps"])
+    name = run_dir.name
+    if re.fullmatch(r"seed\d+", name):  # a compare grid's <attention>/seed<N> folder
+        tag = f"{max_epochs}ep" if max_epochs not in (None, -1) else f"{max_steps}steps"
+        name = f"{run_dir.parent.name}-{name}-{tag}"
     run = {
-        "recipe": m["recipe"], "run": run_dir.name, "attention": m["attention"],
+        "recipe": m["recipe"], "run": name, "attention": m["attention"],
         "seed": m["seed"], "monitor": monitor, "mode": mode,
         "unit": "epochs" if max_epochs not in (None, -1) else "steps",
         "max_epochs": "" if max_epochs is None else max_epochs,
@@ -120,7 +131,7 @@ def extract_run(run_dir: Path) -> tuple[dict, list[dict]]:
             step = int(float(line["step"]))
             logged = _number(line.get(ELAPSED))
             elapsed = logged if logged is not None else m["train_seconds"] * (step + 1) / steps
-            curve.append({"recipe": m["recipe"], "run": run_dir.name,
+            curve.append({"recipe": m["recipe"], "run": name,
                           "epoch": int(float(line["epoch"])), "step": step,
                           "elapsed_s": round(elapsed, 1),
                           "elapsed_source": "logged" if logged is not None else "estimated",
@@ -191,7 +202,9 @@ class Calibration:
     budget_value: float
     budget_quality: float
     fraction_of_full: float
-    previous_logged: str  # the largest logged budget below `budget` ("" for none)
+    previous_logged: str  # the largest candidate budget below `budget` ("" for none)
+    budget_source: str = "long-run curve"  # or "trained to budget (N runs)"
+    checks: str = ""  # every checked budget: "B: value (share %, N runs)", "; "-joined
 
     @property
     def override(self) -> list[str]:
@@ -212,8 +225,9 @@ def calibrate(runs: list[dict[str, str]], curves: list[dict[str, str]],
             raise ValueError(f"{recipe}: no run of its default attention type {attention!r}")
         monitor, mode, unit = mine[0]["monitor"], mine[0]["mode"], mine[0]["unit"]
         higher = mode != "min"
+        full_runs, checks = _split_checks(mine, unit)
         per_run = []  # run -> {budget: (step, elapsed, source, value)}
-        for r in mine:
+        for r in full_runs:
             pts = {}
             for c in curves:
                 if (c["recipe"], c["run"]) == (recipe, r["run"]):
@@ -227,31 +241,85 @@ def calibrate(runs: list[dict[str, str]], curves: list[dict[str, str]],
         for pts in per_run:
             kept_q.append(kept([quality(pts[b][3], higher) for b in budgets]))
         mean_q = [statistics.fmean(k[i] for k in kept_q) for i in range(len(budgets))]
-        i = smallest_budget(budgets, mean_q)
+        full_q = mean_q[-1]
+        # candidate -> (quality, steps, elapsed s, elapsed source, source)
+        cand = {b: (mean_q[i], per_run[0][b][0], statistics.fmean(p[b][1] for p in per_run),
+                    per_run[0][b][2], "long-run curve")
+                for i, b in enumerate(budgets)}  # fmt: skip
+        checked = []
+        for b, rs in sorted(checks.items()):
+            if b >= budgets[-1]:
+                continue
+            qs = []
+            for r in rs:
+                vals = [quality(float(c["value"]), higher) for c in curves
+                        if (c["recipe"], c["run"]) == (recipe, r["run"])]  # fmt: skip
+                if not vals:
+                    raise ValueError(f"{recipe}/{r['run']}: no validation in curves.csv")
+                qs.append(max(vals))
+            q = statistics.fmean(qs)
+            # seconds: the long runs' at that budget where they logged it (the same runs as
+            # the full budget's seconds), else the checks' own training seconds
+            seconds = (
+                cand[b][2:4]
+                if b in cand
+                else (statistics.fmean(float(r["train_seconds"]) for r in rs), "run")
+            )
+            cand[b] = (q, round(statistics.fmean(int(r["steps"]) for r in rs)), *seconds,
+                       f"trained to budget ({_runs(len(rs))})")  # fmt: skip
+            checked.append(f"{_n(b, unit)}: {_v(q if higher else 1.0 - q)} "
+                           f"({100 * q / full_q:.1f} %, {_runs(len(rs))})")  # fmt: skip
+        order = sorted(cand)
+        i = smallest_budget(order, [cand[b][0] for b in order])
+        b = order[i]
+        q, steps, elapsed, elapsed_source, source = cand[b]
 
         def value_of(q: float, higher: bool = higher) -> float:
             return q if higher else 1.0 - q
 
-        b = budgets[i]
         out.append(
             Calibration(
                 recipe=recipe, monitor=monitor, quality="value" if higher else "1 - value",
-                attention=attention, runs=len(mine),
-                seeds=" ".join(str(r["seed"]) for r in mine), unit=unit,
+                attention=attention, runs=len(full_runs),
+                seeds=" ".join(str(r["seed"]) for r in full_runs), unit=unit,
                 full_budget=budgets[-1], full_steps=per_run[0][budgets[-1]][0],
-                full_train_s=round(statistics.fmean(float(r["train_seconds"]) for r in mine), 1),
-                full_value=round(value_of(mean_q[-1]), 4), full_quality=round(mean_q[-1], 4),
-                threshold=round(FRACTION * mean_q[-1], 4), budget=b,
-                budget_steps=per_run[0][b][0],
-                budget_elapsed_s=round(statistics.fmean(p[b][1] for p in per_run), 1),
-                elapsed_source=per_run[0][b][2],
-                budget_value=round(value_of(mean_q[i]), 4),
-                budget_quality=round(mean_q[i], 4),
-                fraction_of_full=round(mean_q[i] / mean_q[-1], 4),
-                previous_logged="" if i == 0 else str(budgets[i - 1]),
+                full_train_s=round(statistics.fmean(float(r["train_seconds"])
+                                                    for r in full_runs), 1),
+                full_value=round(value_of(full_q), 4), full_quality=round(full_q, 4),
+                threshold=round(FRACTION * full_q, 4), budget=b,
+                budget_steps=steps, budget_elapsed_s=round(elapsed, 1),
+                elapsed_source=elapsed_source,
+                budget_value=round(value_of(q), 4), budget_quality=round(q, 4),
+                fraction_of_full=round(q / full_q, 4),
+                previous_logged="" if i == 0 else str(order[i - 1]),
+                budget_source=source, checks="; ".join(checked),
             )
         )  # fmt: skip
     return out
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
+def _split_checks(
+    mine: list[dict[str, str]], unit: str
+) -> tuple[list[dict[str, str]], dict[int, list[dict[str, str]]]]:
+    """The runs trained to the full budget (the largest ``max_epochs``/``max_steps``, or
+    none stated), and the others by the budget they were trained to (checks)."""
+
+    def budget(r: dict[str, str]) -> int | None:
+        raw = r.get("max_epochs" if unit == "epochs" else "max_steps")
+        return int(float(raw)) if raw not in (None, "") else None
+
+    stated = [b for b in map(budget, mine) if b is not None]
+    top = max(stated) if stated else None
+    full = [r for r in mine if budget(r) in (None, top)]
+    checks: dict[int, list[dict[str, str]]] = {}
+    for r in mine:
+        if budget(r) not in (None, top):
+            checks.setdefault(int(budget(r)), []).append(r)
+    return full, checks
 
 
 def calibration_csv(cals: Sequence[Calibration]) -> str:
@@ -285,16 +353,20 @@ def calibration_md(cals: Sequence[Calibration], runs: list[dict[str, str]],
         "",
         f"Written by `{COMMAND}` from `runs.csv` and `curves.csv` (this folder), which "
         f"`{COMMAND} extract RUN_DIR ...` took from the run folders of each recipe's default "
-        "config trained once at its full default budget (2-core AMD EPYC, fp32). Rule: the "
+        "config trained once at its full default budget (fp32, 2 CPU cores; budgets are "
+        "epochs or steps, so the values do not depend on the CPU's speed). Rule: the "
         "smallest budget at which the default attention type keeps a checkpoint whose "
         f"validation quality is >= {FRACTION * 100:g} % of the one it keeps at the full budget "
         "(quality = the `recipe.monitor` value, or 1 - WER for speech; mean over the seeds "
-        "where there are several). The budgets are `budgets:` in `conf/profile/standard.yaml`.",
+        "where there are several). Runs trained only to a smaller budget are checks of that "
+        "budget: their schedule ends there, so where they exist the budget's quality is the "
+        "checkpoint they keep, not the long curve's point. The budgets are `budgets:` in "
+        "`conf/profile/standard.yaml`.",
         "",
         "| recipe | monitor (quality) | default type, runs | full budget | full-budget value "
         f"| {FRACTION * 100:g} % of its quality | standard budget | value there (share of full) "
-        "| train s there / full |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| read from | train s there / full |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     for c in cals:
         unit = c.unit
@@ -303,7 +375,7 @@ def calibration_md(cals: Sequence[Calibration], runs: list[dict[str, str]],
             f"| {c.full_budget} {unit} ({c.full_steps:,} steps) | {_v(c.full_value)} "
             f"| {_v(c.threshold)} | **{_n(c.budget, unit)}** ({c.budget_steps:,} steps) "
             f"| {_v(c.budget_value)} ({100 * c.fraction_of_full:.1f} %) "
-            f"| {c.budget_elapsed_s:,.0f} / {c.full_train_s:,.0f} |"
+            f"| {c.budget_source} | {c.budget_elapsed_s:,.0f} / {c.full_train_s:,.0f} |"
         )
     lines += [
         "",
@@ -314,6 +386,12 @@ def calibration_md(cals: Sequence[Calibration], runs: list[dict[str, str]],
         "is named below).",
         "",
     ]
+    checked = [c for c in cals if c.checks]
+    if checked:
+        lines += ["Budgets checked by runs trained only to them (value there, share of the "
+                  "full-budget quality, runs):", ""]  # fmt: skip
+        lines += [f"* {c.recipe}: {c.checks}" for c in checked]
+        lines.append("")
     for c in cals:
         mine = [r for r in runs if r["recipe"] == c.recipe]
         lines += [f"## {c.recipe}", "",

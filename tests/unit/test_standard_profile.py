@@ -76,6 +76,40 @@ def test_calibrate_averages_seeds_and_reads_the_default_type_only(sb):
     assert cal.previous_logged == "2" and cal.override == ["trainer.max_epochs=3"]
 
 
+def test_runs_trained_to_a_smaller_budget_decide_that_budget(sb):
+    """Accuracy of one long run (3 epochs) and checks trained only to 1 and 2 epochs: a check
+    replaces the long curve's point at its budget, in either direction."""
+
+    def run(name, max_epochs, steps):
+        return {"recipe": "sentiment", "run": name, "attention": "additive", "seed": 1,
+                "monitor": "val/accuracy", "mode": "max", "unit": "epochs",
+                "max_epochs": str(max_epochs), "max_steps": "", "steps": str(steps),
+                "train_seconds": str(steps / 10)}  # fmt: skip
+
+    def curve(name, values):
+        return [{"recipe": "sentiment", "run": name, "epoch": e, "step": 100 * (e + 1) - 1,
+                 "elapsed_s": 10.0 * (e + 1), "elapsed_source": "estimated", "value": v}
+                for e, v in enumerate(values)]  # fmt: skip
+
+    long_run = [run("long", 3, 300)]
+    long_curve = curve("long", [0.95, 0.96, 1.0])
+    (cal,) = sb.calibrate(long_run, long_curve, attention_of=lambda r: "additive")
+    assert (cal.budget, cal.budget_source, cal.checks) == (1, "long-run curve", "")
+    # the run trained to 1 epoch keeps only 0.80 (< 0.90): 1 epoch fails, 2 epochs (curve) pass
+    runs = long_run + [run("one-a", 1, 100), run("one-b", 1, 100)]
+    curves = long_curve + curve("one-a", [0.78]) + curve("one-b", [0.82])
+    (cal,) = sb.calibrate(runs, curves, attention_of=lambda r: "additive")
+    assert cal.budget == 2 and cal.budget_source == "long-run curve"
+    assert cal.runs == 1 and cal.checks == "1 epoch: 0.8000 (80.0 %, 2 runs)"
+    # a check of 2 epochs at 0.93 is what 2 epochs gets (its steps; the long run's seconds)
+    runs += [run("two", 2, 190)]
+    curves += curve("two", [0.7, 0.93])
+    (cal,) = sb.calibrate(runs, curves, attention_of=lambda r: "additive")
+    assert (cal.budget, cal.budget_source) == (2, "trained to budget (1 run)")
+    assert (cal.budget_value, cal.budget_steps, cal.budget_elapsed_s) == (0.93, 190, 20.0)
+    assert cal.previous_logged == "1" and cal.override == ["trainer.max_epochs=2"]
+
+
 def _standard():
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="compare", overrides=["profile=standard"])
