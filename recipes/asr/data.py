@@ -179,9 +179,25 @@ def tokenizer_from_state(state: Mapping[str, Any]) -> Tokenizer:
     raise ValueError(f"data state holds no {kind!r} tokenizer (keys: {', '.join(state)})")
 
 
+def noise_key(utt: Utterance) -> str:
+    """What seeds an utterance's fixed test noise besides (seed, condition): its audio path
+    relative to its manifest's folder, so the noisy test set is the same wherever the corpus
+    lives (another cache folder, another machine); the path as given for audio outside that
+    folder, and the parts' keys joined with ``+`` for a joined utterance."""
+    if isinstance(utt, JoinedUtterance):
+        return "+".join(noise_key(part) for part in utt.parts)
+    manifest = utt.source.rsplit(":", 1)[0] if utt.source else ""
+    if manifest:
+        try:
+            return Path(utt.audio).resolve().relative_to(Path(manifest).resolve().parent).as_posix()
+        except ValueError:
+            pass
+    return utt.audio
+
+
 class SpeechDataset(Dataset):
     """Utterances x conditions. Training: noise drawn per access; evaluation: condition
-    ``(kind, level)`` applied with a seed fixed by (seed, condition, utterance id)."""
+    ``(kind, level)`` applied with a seed fixed by (seed, condition, :func:`noise_key`)."""
 
     def __init__(
         self,
@@ -224,7 +240,7 @@ class SpeechDataset(Dataset):
             audio = self.mixer.augment(audio, self.rng())
         elif kind != "clean" and self.mixer is not None:
             audio = self.mixer.condition(
-                audio, kind, level, stable_seed(self.seed, kind, level, utt.audio)
+                audio, kind, level, stable_seed(self.seed, kind, level, noise_key(utt))
             )
         text = self.normalize(utt.text)
         return {

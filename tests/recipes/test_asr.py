@@ -302,3 +302,35 @@ def test_decoding_defaults_are_the_validation_sweep_best():
     assert cfg.decode.mode == best["mode"]
     assert cfg.decode.ctc_weight == pytest.approx(float(best_joint["ctc_weight"]))
     assert {r["utterances"] for r in rows} == {"300"}  # the whole validation set
+
+
+def test_fixed_test_noise_is_the_same_wherever_the_corpus_lives(tmp_path):
+    """The noisy test audio is seeded by the audio path relative to its manifest, not by
+    where the corpus folder is: a corpus copied elsewhere gives the same noisy test set, and
+    two utterances of one corpus get different noise."""
+    import soundfile as sf
+
+    from recipes.asr.data import CharTokenizer, SpeechDataset, join_utterances, noise_key
+    from toolkit.data.audio import read_speech_manifest
+    from toolkit.metrics.asr import TextNormalization
+
+    speech = (0.1 * np.sin(np.arange(8000) / 7.0)).astype(np.float32)
+    datasets = []
+    for place in ("a", "b/deeper"):
+        root = tmp_path / place / "corpus"
+        (root / "test").mkdir(parents=True)
+        lines = []
+        for i in range(2):
+            sf.write(root / "test" / f"u{i}.wav", speech, 16000)
+            lines.append(json.dumps({"audio": f"test/u{i}.wav", "text": "on", "duration": 0.5}))
+        (root / "test.jsonl").write_text("\n".join(lines) + "\n")
+        utts = read_speech_manifest(root / "test.jsonl")
+        assert [noise_key(u) for u in utts] == ["test/u0.wav", "test/u1.wav"]
+        assert noise_key(join_utterances(utts, 1.0)[0]) == "test/u0.wav+test/u1.wav"
+        datasets.append(SpeechDataset(utts, CharTokenizer(list("no ")), TextNormalization(),
+                                      mixer=NoiseMixer(types=["white"]),
+                                      conditions=[("white", 0.0)], seed=3))  # fmt: skip
+    a, b = ([d[i]["audio"] for i in range(2)] for d in datasets)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], a[1])  # the same speech, noise seeded per utterance
+    assert not torch.allclose(a[0], torch.from_numpy(speech))  # noise was added
