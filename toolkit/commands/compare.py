@@ -17,6 +17,10 @@ the reference type each other type is tested against on the test examples (toolk
 a profile's ``reference`` is its default. ``setting=long`` (any name a recipe gives a
 ``report.<name>`` list) adds each recipe's ``report.long`` overrides to its runs (inputs of
 >= 1,000 positions) and puts runs and report under ``<runs_dir>/long`` and ``<out>/long``.
+``interpret=true`` runs ``python -m toolkit.interpret`` on the kept checkpoint of every
+finished run whose metrics.json has no ``interpretability`` entry yet (reused runs too),
+``interpret_examples`` test items with the run's threads, its console in the run folder's
+``interpret.log``; a failed step is counted and printed, and its run stays in the report.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -50,7 +54,7 @@ from toolkit.report import (
     recipe_names,
     recipe_report,
 )
-from toolkit.runs import import_object, write_text_atomic
+from toolkit.runs import import_object, read_metrics, write_text_atomic
 
 log = logging.getLogger(__name__)
 _RUNNING: set[int] = set()  # process-group ids of the trainings running now
@@ -200,13 +204,23 @@ def _write_side(run_dir: Path, info: dict[str, Any]) -> None:
     write_text_atomic(run_dir / COMPARE_FILE, json.dumps(info, indent=2) + "\n")
 
 
-def execute(spec: RunSpec, python: str, timeout_s: float | None) -> dict[str, Any]:
-    """Run one training subprocess; returns (and writes to compare.json) its status, wall
-    time and peak resident memory (``wait4`` rusage of that child, MiB)."""
-    spec.run_dir.mkdir(parents=True, exist_ok=True)
-    cmd = spec.command(python)
+@dataclass
+class Launched:
+    """How one subprocess ended: exit code, whether the timeout stopped it, wall seconds
+    and its peak resident memory (MiB)."""
+
+    returncode: int
+    timed_out: bool
+    wall_seconds: float
+    peak_rss_mib: float
+
+
+def launch(cmd: list[str], log_path: Path, timeout_s: float | None) -> Launched:
+    """Run ``cmd`` in its own session, its output into ``log_path``; stopped (the whole
+    process group) after ``timeout_s`` or when compare itself is interrupted. Peak memory is
+    the ``wait4`` rusage of that child."""
     started = time.perf_counter()
-    with open(spec.run_dir / "stdout.log", "w", encoding="utf-8") as out:
+    with open(log_path, "w", encoding="utf-8") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         _RUNNING.add(proc.pid)
         timed_out = threading.Event()
@@ -229,14 +243,26 @@ def execute(spec: RunSpec, python: str, timeout_s: float | None) -> dict[str, An
             _RUNNING.discard(proc.pid)
             if timer:
                 timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - started
-    ok = proc.returncode == 0 and is_done(spec.run_dir)
+    return Launched(
+        returncode=os.waitstatus_to_exitcode(status),
+        timed_out=timed_out.is_set(),
+        wall_seconds=time.perf_counter() - started,
+        peak_rss_mib=usage.ru_maxrss / 1024,  # Linux: KiB
+    )
+
+
+def execute(spec: RunSpec, python: str, timeout_s: float | None) -> dict[str, Any]:
+    """Run one training subprocess; returns (and writes to compare.json) its status, wall
+    time and peak resident memory (``wait4`` rusage of that child, MiB)."""
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    cmd = spec.command(python)
+    done = launch(cmd, spec.run_dir / "stdout.log", timeout_s)
+    ok = done.returncode == 0 and is_done(spec.run_dir)
     info: dict[str, Any] = {
-        "status": "ok" if ok else ("timeout" if timed_out.is_set() else "failed"),
-        "returncode": proc.returncode,
-        "wall_seconds": round(wall, 2),
-        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
+        "status": "ok" if ok else ("timeout" if done.timed_out else "failed"),
+        "returncode": done.returncode,
+        "wall_seconds": round(done.wall_seconds, 2),
+        "peak_rss_mib": round(done.peak_rss_mib, 1),
         "command": shlex.join(cmd),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -247,15 +273,98 @@ def execute(spec: RunSpec, python: str, timeout_s: float | None) -> dict[str, An
     return info
 
 
-def stale(spec: RunSpec, python: str) -> bool:
-    """A finished run whose recorded command differs from the one the grid would run now."""
+# ----- the interpret step (interpret=true) ------------------------------------------------
+INTERPRET_LOG = "interpret.log"
+
+
+@dataclass
+class InterpretStep:
+    """``interpret=true``: after each finished run, ``python -m toolkit.interpret`` on its
+    kept checkpoint (``examples`` test items, the run's threads); counts what it did."""
+
+    examples: int = 200
+    measured: list[Path] = field(default_factory=list)
+    failed: list[Path] = field(default_factory=list)
+
+    def command(self, python: str, ckpt: Path, threads: int | None) -> list[str]:
+        cmd = [python, "-m", "toolkit.interpret", f"ckpt={ckpt}", f"examples={self.examples}"]
+        return cmd + ([f"threads={threads}"] if threads else [])
+
+
+def _metrics(run_dir: Path) -> dict[str, Any]:
+    try:
+        return read_metrics(run_dir)
+    except (OSError, ValueError):
+        return {}
+
+
+def needs_interpret(run_dir: Path) -> bool:
+    """A finished run whose metrics.json has no ``interpretability`` entry yet."""
+    return is_done(run_dir) and "interpretability" not in _metrics(run_dir)
+
+
+def kept_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint the run tested (metrics.json ``checkpoint``: the best by the recipe's
+    metric, else ``last.ckpt``), also when the folder moved since (the same file name under
+    its ``checkpoints/``); None when neither exists."""
+    recorded = _metrics(run_dir).get("checkpoint")
+    if not recorded:
+        return None
+    here = Path(run_dir) / "checkpoints" / Path(recorded).name
+    return next((p for p in (Path(recorded), here) if p.is_file()), None)
+
+
+def run_threads(run_dir: Path) -> int | None:
+    """The torch threads the run trained with (metrics.json ``throughput.threads``)."""
+    threads = (_metrics(run_dir).get("throughput") or {}).get("threads")
+    return int(threads) if isinstance(threads, (int, float)) and threads > 0 else None
+
+
+def _side(run_dir: Path) -> dict[str, Any]:
     import json
 
     try:
-        side = json.loads((spec.run_dir / COMPARE_FILE).read_text(encoding="utf-8"))
+        return json.loads((Path(run_dir) / COMPARE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    recorded = shlex.split(side.get("command", ""))[1:]
+        return {}
+
+
+def interpret_run(
+    run_dir: Path, python: str, step: InterpretStep, timeout_s: float | None
+) -> dict[str, Any]:
+    """Interpret one finished run into its own folder; the outcome is counted in ``step``
+    and recorded under ``interpret`` in compare.json, the console in ``interpret.log``."""
+    log_path = Path(run_dir) / INTERPRET_LOG
+    ckpt = kept_checkpoint(run_dir)
+    if ckpt is None:
+        log_path.write_text("no kept checkpoint: metrics.json names none that exists\n",
+                            encoding="utf-8")  # fmt: skip
+        info: dict[str, Any] = {"status": "failed", "returncode": None, "wall_seconds": 0.0}
+    else:
+        cmd = step.command(python, ckpt, run_threads(run_dir))
+        done = launch(cmd, log_path, timeout_s)
+        ok = done.returncode == 0 and not needs_interpret(run_dir)
+        info = {"status": "ok" if ok else ("timeout" if done.timed_out else "failed"),
+                "returncode": done.returncode, "wall_seconds": round(done.wall_seconds, 2),
+                "command": shlex.join(cmd)}  # fmt: skip
+    info["log"] = str(log_path)
+    (step.measured if info["status"] == "ok" else step.failed).append(Path(run_dir))
+    _write_side(run_dir, {**_side(run_dir), "interpret": info})
+    return info
+
+
+def interpret_line(info: dict[str, Any]) -> str:
+    """The progress words of one interpret step."""
+    if info["status"] == "ok":
+        return f"interpreted in {info['wall_seconds']:.0f} s"
+    exit_code = "no checkpoint" if info["returncode"] is None else f"exit {info['returncode']}"
+    timed_out = ", timed out" if info["status"] == "timeout" else ""
+    return f"interpret failed ({exit_code}{timed_out}): see {info['log']}"
+
+
+def stale(spec: RunSpec, python: str) -> bool:
+    """A finished run whose recorded command differs from the one the grid would run now."""
+    recorded = shlex.split(_side(spec.run_dir).get("command", ""))[1:]
     return bool(recorded) and recorded != spec.command(python)[1:]
 
 
@@ -265,9 +374,12 @@ def run_grid(
     timeout_s: float | None,
     force: bool = False,
     jobs: int = 1,
+    interpret: InterpretStep | None = None,
 ) -> list[Row]:
     """Run what is not done yet, ``jobs`` runs at a time (each its own process; one after
-    another with ``jobs=1``); returns a row per planned run, in grid order."""
+    another with ``jobs=1``); returns a row per planned run, in grid order. With
+    ``interpret``, every finished run without an ``interpretability`` entry (reused ones
+    too) is interpreted after its training, in the same worker."""
     from concurrent.futures import ThreadPoolExecutor
 
     statuses: dict[int, str] = {}
@@ -280,11 +392,21 @@ def run_grid(
             if stale(spec, python):
                 print(f"{tag}: note: it was trained with other overrides than the current "
                       "profile's (force=true re-runs)", flush=True)  # fmt: skip
+            if interpret and needs_interpret(spec.run_dir):
+                todo.append((i, tag, spec))
         else:
             todo.append((i, tag, spec))
 
     def one(item: tuple[int, str, RunSpec]) -> None:
         i, tag, spec = item
+        if statuses.get(i) != "reused":
+            train_one(i, tag, spec)
+        if interpret and needs_interpret(spec.run_dir):
+            print(f"{tag}: interpreting → {spec.run_dir / INTERPRET_LOG}", flush=True)
+            info = interpret_run(spec.run_dir, python, interpret, timeout_s)
+            print(f"{tag}: {interpret_line(info)}", flush=True)
+
+    def train_one(i: int, tag: str, spec: RunSpec) -> None:
         print(f"{tag}: running → {spec.run_dir}", flush=True)
         info = execute(spec, python, timeout_s)
         statuses[i] = info["status"]
@@ -362,6 +484,21 @@ def jobs_of(cfg: DictConfig) -> int:
     return int(cfg.get("jobs") or cfg.profile.get("jobs") or 1)
 
 
+def interpret_step(cfg: DictConfig) -> InterpretStep | None:
+    """``interpret=true`` (or the profile's ``interpret``): the step, else None."""
+    if not cfg.get("interpret"):
+        return None
+    return InterpretStep(examples=int(cfg.get("interpret_examples") or 200))
+
+
+def interpret_summary(step: InterpretStep) -> str:
+    text = (f"[compare] interpret: {len(step.measured)} run(s) measured, "
+            f"{len(step.failed)} interpret step(s) failed")  # fmt: skip
+    if step.failed:
+        text += f" (logs: {INTERPRET_LOG} in " + ", ".join(map(str, step.failed)) + ")"
+    return text
+
+
 def intro_text(cfg: DictConfig, grid: list[RunSpec], specs: dict[str, RecipeReport]) -> str:
     """The paragraph at the top of the report: what was run, on what, and how to run more."""
     from toolkit.training.precision import describe_cpu
@@ -406,12 +543,12 @@ def compare(cfg: DictConfig) -> Path:
         flush=True,
     )
     python = str(cfg.get("python") or sys.executable)
+    step = interpret_step(cfg) if cfg.get("run", True) else None  # run=false: collect only
     started = time.perf_counter()
     if cfg.get("run", True):
         timeout = cfg.profile.get("timeout_s")
-        rows = run_grid(
-            grid, python, float(timeout) if timeout else None, bool(cfg.force), jobs_of(cfg)
-        )
+        rows = run_grid(grid, python, float(timeout) if timeout else None, bool(cfg.force),
+                        jobs_of(cfg), step)  # fmt: skip
     else:
         rows = collect_grid(grid)
     wall = time.perf_counter() - started
@@ -421,6 +558,8 @@ def compare(cfg: DictConfig) -> Path:
                          significance=significance)  # fmt: skip
     done = sum(r.ok for r in rows)
     print(f"[compare] {done}/{len(rows)} runs finished; grid wall time {wall:.0f} s")
+    if step is not None:
+        print(interpret_summary(step))
     print(Path(out, "results.md").read_text(encoding="utf-8"))
     print(f"[compare] report: {index.resolve()}")
     return index

@@ -3,8 +3,9 @@
 Reads only the run-folder contract (docs/run-folder.md): ``metrics.json``, ``config.yaml``,
 the CSV log ``logs/metrics.csv`` (validation curves), ``per_example.jsonl.gz`` (on demand,
 for the paired bootstrap) and ``attention/*.png``, plus the optional ``compare.json`` that
-``toolkit.compare`` leaves beside them (status, wall time, peak memory). Imports no later
-stage (tables, render).
+``toolkit.compare`` leaves beside them (status, wall time, peak memory). The
+``interpretability`` entry ``toolkit.interpret`` adds to metrics.json is kept as it is.
+Imports no later stage (tables, render).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class Row:
     # the validation rows of the CSV log: {"step", "epoch", "time/elapsed_s", "val/...": v}
     curve: list[dict[str, float]] = field(default_factory=list)
     note: str = ""
+    # metrics.json ``interpretability`` (python -m toolkit.interpret); None when not measured
+    interpretability: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -201,6 +204,7 @@ def load_run(run_dir: str | Path, expected: dict[str, Any] | None = None) -> Row
             "params": m.get("params"),
         },
         curve=read_curve(run_dir),
+        interpretability=entry if isinstance(entry := m.get("interpretability"), dict) else None,
     )
 
 

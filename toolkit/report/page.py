@@ -21,6 +21,7 @@ from toolkit.report.figures import (
 )
 from toolkit.report.spec import RecipeReport
 from toolkit.report.tables import (
+    FAITHFULNESS_CAPTION,
     CrossModal,
     GroupStats,
     Significance,
@@ -29,6 +30,8 @@ from toolkit.report.tables import (
     budget_table,
     cross_modal,
     diagnostics_of,
+    faithfulness_sentences,
+    faithfulness_table,
     fmt,
     health_line,
     learning_curves,
@@ -87,7 +90,8 @@ figure img{max-width:100%;height:auto} figcaption{font-size:12px;color:#555}
 code{background:#f3f3f3;padding:0 3px}
 """
 
-TEXT_COLUMNS = {"model", "budget", "attention", "seed", "status", "runs", "trained"}
+TEXT_COLUMNS = {"model", "budget", "attention", "seed", "status", "runs", "trained",
+                "measured"}  # fmt: skip
 
 
 def figure_html(caption: str, png: bytes | None) -> str:
@@ -113,6 +117,14 @@ def cross_modal_caption(view: CrossModal) -> str:
         "Diagnostics: per recipe, the attention entropy (0 = one key, 1 = uniform) and its "
         "modality's own measure (sentiment lexicon lift, translation monotonicity, captioning "
         "grounding, speech CTC-span agreement), mean over seeds."
+        + (
+            " Faithfulness: per recipe, the erasure test's attention / random AOPC ratio "
+            "(`python -m toolkit.interpret`; above 1: removing the inputs attention ranks "
+            "first hurts more than removing random ones), one run's value [95 % bootstrap "
+            "interval], several runs' mean [95 % Student-t interval over them]; —: not measured."
+            if view.faithfulness_columns
+            else ""
+        )
     )
 
 
@@ -283,6 +295,12 @@ def write_html(
             table_html(significance_table(spec, mine, stats, sig), f"significance-{name}"),
             '<ul class="significance">'
             + "".join(f"<li>{_inline_code(t)}</li>" for t in significance_sentences(stats, name))
+            + "</ul>",
+            "<h3>Faithfulness (erasure)</h3>",
+            f'<p class="meta">{_inline_code(FAITHFULNESS_CAPTION)}</p>',
+            table_html(faithfulness_table(mine), f"faithfulness-{name}"),
+            '<ul class="faithfulness">'
+            + "".join(f"<li>{_inline_code(t)}</li>" for t in faithfulness_sentences(mine))
             + "</ul>",
             "<h3>Learning curves and the budget used</h3>",
             f'<p class="meta">validation <code>{esc(spec.curve_metric)}</code> from each run\'s '

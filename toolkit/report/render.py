@@ -7,15 +7,17 @@ run folders -> rows) -> tables (:mod:`toolkit.report.tables`, means, seed interv
 bootstrap, learning curves, the cross-modal view) -> render (this module with
 :mod:`toolkit.report.figures` and :mod:`toolkit.report.page`). It writes
 
-* ``results.csv``: one row per run (metrics, diagnostics, costs, the group's significance);
+* ``results.csv``: one row per run (metrics, diagnostics, costs, the group's significance,
+  the run's erasure-faithfulness ratios where it was interpreted);
 * ``summary.csv``: mean, std and 95 % interval over seeds per recipe, setting, type, metric;
-* ``results.md``: per recipe the tables, the significance sentences, the budget each type
-  used (optimiser steps and train seconds) and sample outputs;
+* ``results.md``: per recipe the tables, the significance sentences, the erasure
+  faithfulness per type ("Faithfulness (erasure)"), the budget each type used (optimiser
+  steps and train seconds) and sample outputs;
 * ``curves.csv`` and ``curves_<recipe>.png``: each type's validation curve, mean and std over
   seeds per logged step, against steps and against the logged seconds;
 * ``cross_modal.md`` and ``cross_modal.png``: attention types × recipes, the primary metric's
   mean and interval marked where it differs significantly from the reference type, beside
-  efficiency ratios and each modality's attention diagnostics;
+  efficiency ratios, each modality's attention diagnostics and the faithfulness ratio;
 * ``index.html``: all of it on one self-contained page, with attention pictures.
 
 What a recipe shows comes from the ``report:`` block of ``conf/recipe/<name>.yaml``
@@ -45,6 +47,8 @@ from toolkit.report.page import cross_modal_caption, write_html
 from toolkit.report.spec import RecipeReport, recipe_report
 from toolkit.report.tables import (
     COST_COLUMNS,
+    FAITHFULNESS_CAPTION,
+    FAITHFULNESS_METHODS,
     CrossModal,
     Curve,
     GroupStats,
@@ -54,9 +58,12 @@ from toolkit.report.tables import (
     budget_table,
     cross_modal,
     diagnostics_of,
+    faithfulness_sentences,
+    faithfulness_table,
     health_line,
     learning_curves,
     mean_std,
+    run_ratio,
     run_table,
     sample_groups,
     significance_sentences,
@@ -69,6 +76,24 @@ SIGNIFICANCE_COLUMNS = ["primary_metric", "primary_mean", "primary_ci95_low",
                         "primary_ci95_high", "primary_seeds", "reference", "diff_vs_reference",
                         "diff_ci95_low", "diff_ci95_high", "p_value", "significant",
                         "significance_note"]  # fmt: skip
+# per run, its metrics.json `interpretability` entry (python -m toolkit.interpret): each
+# ranking's AOPC ratio to random with its bootstrap interval, and the examples measured
+FAITHFULNESS_COLUMNS = [
+    *(
+        f"faithfulness_{m}_ratio{end}"
+        for m in FAITHFULNESS_METHODS
+        for end in ("", "_low", "_high")
+    ),
+    "faithfulness_examples",
+]
+
+
+def _faithfulness_cells(r: Row) -> list[Any]:
+    cells: list[Any] = []
+    for method in FAITHFULNESS_METHODS:
+        got = run_ratio(r, method)
+        cells += [_csv(got.value), _csv(got.low), _csv(got.high)] if got else ["", "", ""]
+    return cells + [_csv((r.interpretability or {}).get("examples"))]
 
 
 def _significance_cells(st: GroupStats | None, alpha: float, reference: str) -> list[Any]:
@@ -91,7 +116,8 @@ def write_csv(
 ) -> None:  # fmt: skip
     """One wide CSV: a column per metric of any recipe (empty where it does not apply); the
     last columns repeat, on each run of a group, the group's seed interval of the primary
-    metric and its bootstrap comparison with the reference type."""
+    metric and its bootstrap comparison with the reference type, then the run's own
+    erasure-faithfulness ratios (empty where it was not interpreted)."""
     metric_cols: list[str] = []
     for name in sorted(specs):
         spec = specs[name]
@@ -101,7 +127,7 @@ def write_csv(
                 metric_cols.append(k)
     header = ["recipe", "model", "budget", "attention", "seed", "status", *metric_cols,
               *COST_COLUMNS]  # fmt: skip
-    header += ["trained", "run_dir", "note", *SIGNIFICANCE_COLUMNS]
+    header += ["trained", "run_dir", "note", *SIGNIFICANCE_COLUMNS, *FAITHFULNESS_COLUMNS]
     sig = sig or Significance()
     stats = stats if stats is not None else analyse_all(rows, specs, sig)
     with open(path, "w", newline="", encoding="utf-8") as fh:
@@ -114,6 +140,7 @@ def write_csv(
                 + [_csv(r.costs.get(k)) for k in COST_COLUMNS]
                 + [r.trained, r.run_dir, r.note]
                 + _significance_cells(stats.get(r.key), sig.alpha, sig.reference)
+                + _faithfulness_cells(r)
             )
 
 
@@ -183,6 +210,18 @@ def significance_markdown(
     ]
 
 
+def faithfulness_markdown(rows: Sequence[Row]) -> list[str]:
+    """The "Faithfulness (erasure)" table and one sentence per attention type."""
+    return [
+        "Faithfulness (erasure). " + FAITHFULNESS_CAPTION,
+        "",
+        faithfulness_table(rows).markdown(),
+        "",
+        *[f"- {s}" for s in faithfulness_sentences(rows)],
+        "",
+    ]
+
+
 def budget_markdown(spec: RecipeReport, rows: Sequence[Row], curves_file: str = "") -> list[str]:
     """The budget each type used in steps and seconds, and where its curves are."""
     parts = [
@@ -232,6 +271,7 @@ def write_markdown(
             summary_table(spec, mine).markdown(),
             "",
             *significance_markdown(spec, mine, stats, sig),
+            *faithfulness_markdown(mine),
             *budget_markdown(spec, mine, curve_files.get(name, "")),
             "Every run:",
             "",

@@ -8,7 +8,10 @@ paired, per-seed differences averaged). Learning curves: the validation metric o
 logs, mean and std over seeds per logged step, against steps and against the logged
 ``time/elapsed_s``. The cross-modal view: attention types × recipes, each cell the primary
 metric's mean and interval, marked where the bootstrap against the reference is
-significant, beside efficiency ratios and each modality's attention diagnostics.
+significant, beside efficiency ratios, each modality's attention diagnostics and the
+erasure faithfulness ratio. Faithfulness: per group, the runs' ``interpretability`` entries
+(``python -m toolkit.interpret``), the attention / random AOPC ratio of one run with its
+bootstrap interval, of several the mean and Student-t interval over the runs.
 
 Imports the collect stage only; nothing here writes files (render does).
 """
@@ -469,6 +472,154 @@ def budget_table(spec: RecipeReport, rows: Sequence[Row]) -> Table:
     return Table(header, out)
 
 
+# ----- faithfulness (erasure) ---------------------------------------------------------------
+# the rankings of metrics.json `interpretability.aopc_ratio_to_random` (python -m
+# toolkit.interpret), each divided by the random control's AOPC
+FAITHFULNESS_METHODS = ("attention", "saliency", "attention_rollout")
+FAITHFULNESS_CAPTION = (
+    "The erasure test of `python -m toolkit.interpret`: removing the `k` inputs a ranking "
+    "puts first, the fall of the model's output (AOPC) divided by that of removing `k` random "
+    "inputs; above 1, the ranking finds inputs the output depends on. One measured run: its "
+    "ratio and 95 % bootstrap interval over test examples; several: the mean of the runs' "
+    "ratios and the 95 % Student-t interval over those runs (seeds). `measured`: runs with "
+    "an `interpretability` entry / finished runs; `examples`: test items per run."
+)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """An AOPC ratio to random: one run's value and bootstrap interval, or (``runs`` > 1)
+    the mean of the runs' values and the Student-t interval over them; ``low``/``high``
+    None where there is no interval."""
+
+    value: float
+    low: float | None
+    high: float | None
+    runs: int = 1
+
+    @property
+    def has_interval(self) -> bool:
+        return self.low is not None and self.high is not None
+
+    def interval_text(self) -> str:
+        return f"{fmt(self.low)} to {fmt(self.high)}" if self.has_interval else "—"
+
+    def text(self) -> str:
+        """``1.8500 [1.4000, 2.3000]`` (``(3 runs)`` added for several)."""
+        body = fmt(self.value) + (f" [{fmt(self.low)}, {fmt(self.high)}]"
+                                  if self.has_interval else " (no interval)")  # fmt: skip
+        return body + (f" ({self.runs} runs)" if self.runs > 1 else "")
+
+
+def run_ratio(row: Row, method: str) -> Ratio | None:
+    """One run's ``aopc_ratio_to_random.<method>``; None when not measured."""
+    got = ((row.interpretability or {}).get("aopc_ratio_to_random") or {}).get(method)
+    if not isinstance(got, dict) or got.get("value") is None:
+        return None
+    ci = got.get("ci95")
+    low, high = (
+        (float(ci[0]), float(ci[1])) if isinstance(ci, list) and len(ci) == 2 else (None, None)
+    )
+    return Ratio(float(got["value"]), low, high)
+
+
+def combine_ratios(ratios: Sequence[Ratio]) -> Ratio | None:
+    """One run's ratio as it is; several runs' as their mean and Student-t interval."""
+    if len(ratios) <= 1:
+        return ratios[0] if ratios else None
+    iv = seed_interval([r.value for r in ratios])
+    return Ratio(iv.mean, iv.low, iv.high, iv.n)
+
+
+@dataclass
+class Faithfulness:
+    """The erasure test of one (recipe, setting, attention) group's finished runs."""
+
+    attention: str
+    finished: int
+    measured: int  # finished runs with an `interpretability` entry
+    examples: list[int] = field(default_factory=list)
+    ratios: dict[str, Ratio] = field(default_factory=dict)  # method -> combined ratio
+    reasons: list[str] = field(default_factory=list)  # why an entry holds no ratio
+
+    def examples_text(self) -> str:
+        if not self.examples:
+            return "—"
+        low, high = min(self.examples), max(self.examples)
+        return fmt(low) if low == high else f"{fmt(low)}–{fmt(high)}"
+
+    def sentence(self) -> str:
+        """Whether removing attention-chosen inputs hurts more than random ones, in words."""
+        head = f"`{self.attention}`"
+        r = self.ratios.get("attention")
+        if not self.measured:
+            return f"{head}: not measured (no finished run has an `interpretability` entry)."
+        if r is None:
+            why = "; ".join(dict.fromkeys(self.reasons)) or "its entry has no attention ratio"
+            return f"{head}: no attention / random ratio — {why}."
+        what = f"attention / random AOPC {r.text()}"
+        if not r.has_interval:
+            return (
+                f"{head}: {what}; without an interval it does not tell whether "
+                "removing the inputs attention ranks first hurts more than random ones."
+            )
+        if r.low > 1:
+            return (
+                f"{head}: removing the inputs attention ranks first hurts the output more "
+                f"than removing random ones ({what}, entirely above 1)."
+            )
+        if r.high < 1:
+            return (
+                f"{head}: removing the inputs attention ranks first hurts the output less "
+                f"than removing random ones ({what}, entirely below 1)."
+            )
+        return (
+            f"{head}: removing the inputs attention ranks first is not shown to hurt the "
+            f"output more than removing random ones ({what} includes 1)."
+        )
+
+
+def group_faithfulness(attention: str, members: Sequence[Row]) -> Faithfulness:
+    """The erasure entries of a group's finished runs, each ranking's ratios combined."""
+    done = [r for r in members if r.ok]
+    entries = [r.interpretability for r in done if r.interpretability is not None]
+    out = Faithfulness(attention, len(done), len(entries))
+    out.examples = [int(e["examples"]) for e in entries if isinstance(e.get("examples"), int)]
+    for method in FAITHFULNESS_METHODS:
+        got = combine_ratios([x for r in done if (x := run_ratio(r, method)) is not None])
+        if got is not None:
+            out.ratios[method] = got
+    for e in entries:
+        ratio = (e.get("aopc_ratio_to_random") or {}).get("attention") or {}
+        out.reasons += [str(w) for w in (e.get("reason"), ratio.get("reason")) if w]
+    return out
+
+
+def faithfulness_table(rows: Sequence[Row]) -> Table:
+    """Per (model, attention): runs measured, examples, the attention / random AOPC ratio
+    and its interval, the saliency / random ratio ("not measured" / "—" without entries)."""
+    header = ["model", "budget", "attention", "measured", "examples",
+              "attention / random AOPC", "95 % interval", "saliency / random AOPC",
+              "95 % interval (saliency)"]  # fmt: skip
+    out = []
+    for (_, _, attention), members in group_rows(rows).items():
+        f = group_faithfulness(attention, members)
+        att, sal = f.ratios.get("attention"), f.ratios.get("saliency")
+        out.append([
+            members[0].model or "—", members[0].budget or "—", attention,
+            f"{f.measured}/{f.finished}", f.examples_text(),
+            att.value if att else ("not measured" if not f.measured else "—"),
+            att.interval_text() if att else "—",
+            sal.value if sal else "—", sal.interval_text() if sal else "—",
+        ])  # fmt: skip
+    return Table(header, out)
+
+
+def faithfulness_sentences(rows: Sequence[Row]) -> list[str]:
+    return [group_faithfulness(attention, members).sentence()
+            for (_, _, attention), members in group_rows(rows).items()]  # fmt: skip
+
+
 # ----- the cross-modal view -----------------------------------------------------------------
 # the attention diagnostics the cross-modal view shows per recipe, where its runs hold them:
 # the first entropy key found, then each modality's own measure
@@ -531,6 +682,13 @@ class CrossModal:
     efficiency: dict[str, dict[str, tuple[float, int]]]
     diagnostics: list[tuple[int, list[str]]]  # (column, keys) with diagnostics
     diagnostic_values: dict[tuple[str, int], dict[str, float]]
+    # (attention, column) -> the attention / random AOPC ratio of the erasure test
+    faithfulness: dict[tuple[str, int], Ratio] = field(default_factory=dict)
+
+    @property
+    def faithfulness_columns(self) -> list[int]:
+        """The columns where some type has the erasure test."""
+        return sorted({c for _, c in self.faithfulness})
 
     def diagnostic_label(self, col: int, keys: Sequence[str]) -> str:
         return f"{self.columns[col][0]}: " + " / ".join(SHORT_NAMES.get(k, k) for k in keys)
@@ -539,6 +697,8 @@ class CrossModal:
         header = ["attention", *self.labels]
         header += [f"{name} (× {self.reference})" for name in EFFICIENCY_COLUMNS.values()]
         header += [self.diagnostic_label(c, keys) for c, keys in self.diagnostics]
+        faith = self.faithfulness_columns
+        header += [f"{self.columns[c][0]}: attention / random AOPC" for c in faith]
         out = []
         for a in self.attentions:
             row: list[Any] = [f"{a} (reference)" if a == self.reference else a]
@@ -552,6 +712,7 @@ class CrossModal:
             for c, keys in self.diagnostics:
                 vals = self.diagnostic_values.get((a, c), {})
                 row.append(" / ".join(fmt(vals.get(k), 3) for k in keys) if vals else "—")
+            row += [r.text() if (r := self.faithfulness.get((a, c))) else "—" for c in faith]
             out.append(row)
         return Table(header, out)
 
@@ -573,7 +734,8 @@ def cross_modal(
     (attention, recipe setting) with the primary metric's mean and 95 % seed interval,
     marked where the paired bootstrap against ``sig.reference`` is significant at
     ``sig.alpha``; per attention the geometric mean over recipes of its cost ratio to the
-    reference (same recipe and setting); per recipe the entropy and modality diagnostics."""
+    reference (same recipe and setting); per recipe the entropy and modality diagnostics and,
+    where runs were interpreted, the erasure test's attention / random AOPC ratio."""
     groups = group_rows([r for r in rows if r.recipe in specs])
     columns = list(dict.fromkeys((k[0], k[1]) for k, m in groups.items()
                                  if any(r.ok for r in m)))  # fmt: skip
@@ -592,6 +754,7 @@ def cross_modal(
     values: dict[tuple[str, int], dict[str, float]] = {}
     diagnostics: list[tuple[int, list[str]]] = []
     ratios: dict[str, dict[str, list[float]]] = {}
+    faithfulness: dict[tuple[str, int], Ratio] = {}
     for i, (recipe, setting) in enumerate(columns):
         present = {k for (rc, st, _), m in groups.items() if (rc, st) == (recipe, setting)
                    for r in m if r.ok for k in r.metrics}  # fmt: skip
@@ -615,6 +778,9 @@ def cross_modal(
             got = {k: v for k in keys if (v := _mean_of(members, k, cost=False)) is not None}
             if got:
                 values[(a, i)] = got
+            ratio = group_faithfulness(a, members).ratios.get("attention")
+            if ratio is not None:
+                faithfulness[(a, i)] = ratio
             for cost in EFFICIENCY_COLUMNS:
                 mine, ref = _mean_of(members, cost, True), _mean_of(reference, cost, True)
                 if mine is not None and ref and mine > 0:
@@ -625,7 +791,7 @@ def cross_modal(
         for a, by_cost in ratios.items()
     }  # fmt: skip
     return CrossModal(sig.reference, sig.alpha, columns, labels, primaries, attentions, cells,
-                      efficiency, diagnostics, values)  # fmt: skip
+                      efficiency, diagnostics, values, faithfulness)  # fmt: skip
 
 
 def metric_table(rows: Sequence[Row], metrics: Sequence[str]) -> Table:
