@@ -17,12 +17,11 @@ import time
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from toolkit.metrics.asr import error_rates
-from toolkit.training.checkpoints import load_module
+from toolkit.training.checkpoints import build_datamodule, load_module
 from toolkit.training.precision import describe_cpu
 
 
@@ -62,7 +61,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     module = load_module(args.ckpt).eval()
     saved = OmegaConf.create(module.hparams["cfg"])
-    data = instantiate(saved.data, state=module.data_state, _recursive_=False)
+    data = build_datamodule(saved.data, module.data_state)
     data.prepare_data()
     data.setup("fit")
     loader = data._loader(data.dataset("valid"), args.batch_size, shuffle=False)

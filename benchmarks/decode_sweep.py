@@ -16,12 +16,11 @@ import time
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from toolkit.metrics.repetition import degenerate
 from toolkit.metrics.translation import corpus_scores
-from toolkit.training.checkpoints import load_module
+from toolkit.training.checkpoints import build_datamodule, load_module
 from toolkit.training.precision import describe_cpu
 
 
@@ -37,7 +36,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     module = load_module(args.ckpt)
     saved = OmegaConf.create(module.hparams["cfg"])
-    data = instantiate(saved.data, state=module.data_state, _recursive_=False)
+    data = build_datamodule(saved.data, module.data_state)
     data.prepare_data()
     data.setup("fit")
     pairs = data.examples("valid")

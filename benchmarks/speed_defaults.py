@@ -330,6 +330,7 @@ def worker(args: argparse.Namespace) -> None:
     from toolkit.report.spec import compose_train, recipe_report
     from toolkit.runs import import_object
     from toolkit.training import compile as compile_mod
+    from toolkit.training.checkpoints import build_datamodule
 
     precision_name, compile_on = SETTINGS[args.setting]
     total = trained_steps(args.warmup, args.steps, args.quality_steps)
@@ -355,7 +356,7 @@ def worker(args: argparse.Namespace) -> None:
                                   "loss": loss}) + "\n")  # fmt: skip
             log.flush()
 
-    datamodule = instantiate(cfg.data, state=None, _recursive_=False)
+    datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
     module_cls = import_object(cfg.recipe.module)

@@ -15,7 +15,6 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.utils import instantiate
 
 from recipes.asr.data import collate
 from recipes.asr.model import CTCAttentionASR, ctc_attention_loss
@@ -27,7 +26,7 @@ from toolkit.metrics.asr import error_rates
 from toolkit.metrics.significance import corpus_metric
 from toolkit.paths import CONF_DIR
 from toolkit.runs import read_per_example
-from toolkit.training.checkpoints import load_module
+from toolkit.training.checkpoints import build_datamodule, load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
@@ -189,7 +188,7 @@ def test_tiny_overfit_reaches_wer_zero(compose_cfg, tmp_path):
     )  # fmt: skip
     train(cfg, tmp_path / "run")
     module = load_module(tmp_path / "run" / "checkpoints" / "last.ckpt").eval()
-    dm = instantiate(cfg.data, state=module.data_state, _recursive_=False)
+    dm = build_datamodule(cfg.data, module.data_state)
     dm.setup("fit")
     ds = dm.dataset("train")
     ds.train = False  # the clean utterances, as trained on

@@ -147,15 +147,14 @@ def test_asr_conformer(compose_cfg, tmp_path):
     # a CTC-only model has no trained attention decoder: null with the reason, no number
     from recipes.asr import interpret as adapter
     from toolkit.interpret.common import Settings
-    from toolkit.training.checkpoints import load_module
+    from toolkit.training.checkpoints import build_datamodule, load_module
 
     module = load_module(tmp_path / "run" / "checkpoints" / "last.ckpt")
     module.ctc_weight = 1.0
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     saved = OmegaConf.create(module.hparams["cfg"])
-    dm = instantiate(saved.data, state=module.data_state, _recursive_=False)
+    dm = build_datamodule(saved.data, module.data_state)
     dm.prepare_data()
     dm.setup("test")
     out = adapter.interpret(module, dm, Settings(examples=2, figures=0))

@@ -12,7 +12,6 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from toolkit.commands.overrides import run_with_key_help
@@ -20,7 +19,7 @@ from toolkit.commands.train import count_params
 from toolkit.paths import CONF_DIR
 from toolkit.runs import write_metrics, write_per_example
 from toolkit.training import precision
-from toolkit.training.checkpoints import load_module
+from toolkit.training.checkpoints import build_datamodule, load_module
 
 
 def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -31,7 +30,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     decode = {k: v for k, v in (cfg.get("decode") or {}).items() if v is not None}
     if decode:
         module.cfg = OmegaConf.merge(module.cfg, {"decode": decode})
-    datamodule = instantiate(data_cfg, state=module.data_state, _recursive_=False)
+    datamodule = build_datamodule(data_cfg, module.data_state)
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     chosen = precision.resolve(trainer_cfg.get("precision"), trainer_cfg.get("accelerator"))
     trainer_cfg["precision"] = chosen.resolved

@@ -36,7 +36,12 @@ from toolkit.paths import CONF_DIR
 from toolkit.runs import import_object, write_config, write_metrics, write_per_example
 from toolkit.training import compile as compile_mod
 from toolkit.training import precision as precision_mod
-from toolkit.training.checkpoints import AtomicCheckpointIO, latest_checkpoint, read_checkpoint
+from toolkit.training.checkpoints import (
+    AtomicCheckpointIO,
+    build_datamodule,
+    latest_checkpoint,
+    read_checkpoint,
+)
 from toolkit.training.resume import ExactResume, resumable_loader
 
 log = logging.getLogger(__name__)
@@ -248,7 +253,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         # Fine-tuning keeps the checkpoint's vocabulary and labels so ids mean the same.
         saved = read_checkpoint(cfg.init_from)
         init_state = saved.get("hyper_parameters", {}).get("data_state")
-    datamodule = instantiate(cfg.data, state=init_state, _recursive_=False)
+    datamodule = build_datamodule(cfg.data, init_state)
     datamodule.prepare_data()
     datamodule.setup("fit")
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)

@@ -59,7 +59,6 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
 def interpret_checkpoint(options: dict[str, Any], log=print) -> dict[str, Any]:
     """Run the adapter and write interpret.json (and the metrics.json entry)."""
     import torch
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     from toolkit.interpret.common import Settings
@@ -70,7 +69,7 @@ def interpret_checkpoint(options: dict[str, Any], log=print) -> dict[str, Any]:
         write_metrics,
         write_text_atomic,
     )
-    from toolkit.training.checkpoints import load_module
+    from toolkit.training.checkpoints import build_datamodule, load_module
 
     if options.get("threads"):
         torch.set_num_threads(int(options["threads"]))
@@ -80,7 +79,7 @@ def interpret_checkpoint(options: dict[str, Any], log=print) -> dict[str, Any]:
     adapter = adapter_for(module)
     saved = OmegaConf.create(module.hparams["cfg"])
     data_cfg = OmegaConf.merge(saved.data, options.get("data") or {})
-    datamodule = instantiate(data_cfg, state=module.data_state, _recursive_=False)
+    datamodule = build_datamodule(data_cfg, module.data_state)
     datamodule.prepare_data()
     datamodule.setup("test")
     t0 = time.perf_counter()

@@ -218,6 +218,20 @@ def latest_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
     return max(found, key=lambda p: (p.stat().st_mtime_ns, p.name == "last.ckpt"))
 
 
+def build_datamodule(data_cfg: Any, state: dict[str, Any] | None = None) -> Any:
+    """Instantiate a recipe's datamodule from its ``data`` config with a saved data state
+    (a checkpoint's ``data_state``: vocabulary, labels, tokenizer) passed as it is.
+
+    Passed through ``hydra.utils.instantiate`` as a keyword, the state would become an
+    OmegaConf node, where a vocabulary entry such as ``???`` (a token of the sentiment
+    corpus) reads as a missing value and ``${...}`` as an interpolation; the config is
+    instantiated as a partial and the state given to it afterwards instead.
+    """
+    from hydra.utils import instantiate
+
+    return instantiate(data_cfg, _partial_=True, _recursive_=False)(state=state)
+
+
 def load_module(ckpt: str | os.PathLike[str]) -> pl.LightningModule:
     """Rebuild the recipe module saved in ``ckpt`` (a checkpoint file or a safetensors
     export folder), in eval mode.
