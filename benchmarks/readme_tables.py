@@ -730,6 +730,7 @@ def standard_sentiment() -> str:
     vs_u = _groups(f"{STANDARD}/report-vs-uniform/results.csv")
     head = ["attention", "seeds", "test accuracy %: mean", "95 % interval over seeds",
             "Δ vs `multihead` (95 % interval), p", "Δ vs `uniform` (95 % interval), p",
+            "attention / random AOPC (erasure), mean [95 % over seeds]",
             "train s per run", "run wall s"]  # fmt: skip
     body = []
     for kind in ("additive", "multihead", "uniform"):
@@ -742,7 +743,7 @@ def standard_sentiment() -> str:
             f"`{kind}`", f"{r['primary_seeds']}/{len(runs)}",
             f"{100 * float(r['primary_mean']):.1f}",
             f"{100 * float(r['primary_ci95_low']):.1f} – {100 * float(r['primary_ci95_high']):.1f}",
-            _delta(r), _delta(vs_u[kind][0]), f"{train:.0f}", f"{wall:.0f}",
+            _delta(r), _delta(vs_u[kind][0]), _faithfulness(ok), f"{train:.0f}", f"{wall:.0f}",
         ])  # fmt: skip
     g, n = standard_grid(), sum(map(len, vs_mh.values()))
     lines = _md(head, body, right=2)
@@ -752,9 +753,28 @@ def standard_sentiment() -> str:
         "(1,000 resamples, the same seeds paired); bold: significant at 0.05. The grid "
         f"({n} runs, two at a time with one thread each) took {g['wall_min']:.1f} min "
         f"wall-clock and {g['cpu_min']:.1f} min of CPU time; load average {g['load_min']:.1f}–"
-        f"{g['load_max']:.1f} (median {g['load_median']:.1f}) on the 2 cores while it ran.",
+        f"{g['load_max']:.1f} (median {g['load_median']:.1f}) on the 2 cores while it ran. "
+        "Erasure: `python -m toolkit.interpret` on each run's kept checkpoint (200 test "
+        "sentences, k = 1, 2, 4; `profile=standard` runs it after every run): the fall of the "
+        "predicted class's probability when the k tokens attention weights most are masked, "
+        "over the fall for k random tokens; above 1, attention points at what the prediction "
+        "depends on.",
     ]
     return "\n".join(lines)
+
+
+def _faithfulness(runs: list[dict[str, str]]) -> str:
+    """The runs' erasure ratios (attention / random AOPC): mean and Student-t interval."""
+    from toolkit.metrics.significance import seed_interval
+
+    ratios = [float(x["faithfulness_attention_ratio"]) for x in runs
+              if x.get("faithfulness_attention_ratio")]  # fmt: skip
+    if not ratios:
+        return "not measured"
+    iv = seed_interval(ratios)
+    if iv.low is None:
+        return f"{iv.mean:.2f} (1 run)"
+    return f"{iv.mean:.2f} [{iv.low:.2f}, {iv.high:.2f}] ({iv.n} runs)"
 
 
 def statistics_mean(values: list[float]) -> float:
