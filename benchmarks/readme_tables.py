@@ -599,6 +599,35 @@ def captioning_runs() -> str:
     ])  # fmt: skip
 
 
+def captioning_coverage() -> str:
+    """`coverage` against the default `additive` in the LSTM decoder: text metrics, CHAIR and
+    the repeated n-gram rates of the test captions (their per_example files), with the
+    paired bootstrap of BLEU-4 over test images."""
+    from toolkit.metrics.repetition import repeated_ngram_rate
+    from toolkit.metrics.significance import compare_per_example
+    from toolkit.runs import read_per_example
+
+    head = ["attention (LSTM decoder, 15 epochs, beam 3)", "BLEU-4", "CIDEr-D", "CHAIR-i %",
+            "CHAIR-s %", "grounding %", "repeated bigrams %", "repeated trigrams %"]  # fmt: skip
+    body = []
+    for label, folder in (("`additive` (default)", f"{CAP}/default"),
+                          ("`coverage`", f"{CAP}/coverage")):  # fmt: skip
+        m = _json(f"{folder}/metrics.json")["metrics"]
+        _, records = read_per_example(ROOT / folder)
+        hyps = [r["hypothesis"] for r in records]
+        body.append([label, f"{m['bleu4']:.1f}", f"{m['cider']:.2f}", _pct(m["chair_i"]),
+                     _pct(m["chair_s"]), _pct(m["grounding"]),
+                     f"{100 * repeated_ngram_rate(hyps, 2):.2f}",
+                     f"{100 * repeated_ngram_rate(hyps, 3):.2f}"])  # fmt: skip
+    pair = (read_per_example(ROOT / CAP / "default"), read_per_example(ROOT / CAP / "coverage"))
+    test = compare_per_example([pair], "bleu4")
+    lines = _md(head, body, right=1)
+    lines += ["", f"`coverage` − `additive`, BLEU-4: {test.difference:+.1f} (95 % interval "
+              f"{test.low:+.1f} … {test.high:+.1f}, p = {test.p_value:.3f}; paired bootstrap "
+              f"over the {test.examples:,} test images, one seed each)."]  # fmt: skip
+    return "\n".join(lines)
+
+
 def _asr_metric(prefix: str) -> Callable[[dict[str, Any]], str]:
     def metric(saved: dict[str, Any]) -> str:
         m = saved["metrics"]
@@ -777,6 +806,35 @@ def _faithfulness(runs: list[dict[str, str]]) -> str:
     return f"{iv.mean:.2f} [{iv.low:.2f}, {iv.high:.2f}] ({iv.n} runs)"
 
 
+LONG = "results/compare/long"
+
+
+def long_sentiment() -> str:
+    """`setting=long` on sentiment (joined documents, Transformer encoder): quality, cost and
+    memory per type side by side (results/compare/long/report/long/results.csv)."""
+    rows = [r for r in _csv(f"{LONG}/report/long/results.csv") if r["recipe"] == "sentiment"]
+    first = _json(f"{rows[0]['run_dir']}/metrics.json")
+    lengths = first["data"]["long_inputs"]
+    head = ["attention", "test accuracy %", "train samples/s", "train s", "peak memory MiB",
+            "test ms/document", "parameters"]  # fmt: skip
+    body = [[f"`{r['attention']}`", f"{100 * float(r['accuracy']):.1f}",
+             f"{float(r['train_samples_per_s']):.2f}", f"{float(r['train_s']):,.0f}",
+             f"{float(r['peak_rss_mib']):,.0f}", f"{float(r['test_ms_per_sample']):.1f}",
+             f"{int(float(r['params'])):,}"] for r in rows]  # fmt: skip
+    split = {k: lengths[k] for k in ("train", "test")}
+    lines = _md(head, body, right=1)
+    lines += [
+        "",
+        f"Documents of >= {lengths['join_min_tokens']:,} tokens: {split['train']['items']} "
+        f"training documents, {split['test']['items']} test documents of "
+        f"{split['test']['min']:,}–{split['test']['max']:,} tokens (median "
+        f"{split['test']['median']:,}); `profile=quick` budget "
+        f"({_budget(first)}), one seed, fp32, one run at a "
+        "time on one thread.",
+    ]
+    return "\n".join(lines)
+
+
 def statistics_mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
@@ -944,6 +1002,8 @@ BLOCKS: dict[str, tuple[str, Callable[[], str]]] = {
     "gpu": ("README.md", gpu_summary),
     "standard-budgets": ("README.md", standard_budgets),
     "standard-sentiment": ("README.md", standard_sentiment),
+    "long-sentiment": ("README.md", long_sentiment),
+    "captioning-coverage": ("recipes/captioning/README.md", captioning_coverage),
     "sentiment-runs": ("recipes/sentiment/README.md", sentiment_runs),
     "translation-runs": ("recipes/translation/README.md", translation_runs),
     "captioning-runs": ("recipes/captioning/README.md", captioning_runs),
