@@ -976,6 +976,29 @@ def peers() -> str:
     return "\n".join(_md(head, rows, right=3))
 
 
+def speed_defaults() -> str:
+    """fp32 / bf16-mixed × eager / compile per recipe, the speed pass of
+    ``benchmarks/speed_defaults.py`` (benchmarks/results/speed_defaults/speed_defaults.csv)."""
+    rows = _csv("benchmarks/results/speed_defaults/speed_defaults.csv")
+    head = ["recipe", "setting", "ran compiled", "steps/s (median step)",
+            "× fp32 eager", "first step s (incl. compile)", "steps/s incl. compile (35 steps)",
+            "train loss, last 5 steps", "status"]  # fmt: skip
+    base = {r["recipe"]: float(r["steps_per_s"]) for r in rows
+            if r["setting"] == "fp32-eager" and r["steps_per_s"]}  # fmt: skip
+    body = []
+    for r in rows:
+        sps = float(r["steps_per_s"]) if r["steps_per_s"] else None
+        ratio = f"{sps / base[r['recipe']]:.2f}×" if sps and r["recipe"] in base else "—"
+        body.append([r["recipe"], r["setting"], "yes" if r["compiled"] == "True" else "no",
+                     f"{sps:.2f}" if sps else "—", ratio,
+                     f"{float(r['first_step_s']):.1f}" if r["first_step_s"] else "—",
+                     f"{float(r['steps_per_s_with_compile']):.2f}"
+                     if r["steps_per_s_with_compile"] else "—",
+                     f"{float(r['train_loss']):.4f}" if r["train_loss"] else "—",
+                     r["status"]])  # fmt: skip
+    return "\n".join(_md(head, body, right=3))
+
+
 def data_wait() -> str:
     """Waiting-for-data share and time to 90 % quality per recipe (``benchmarks/data_wait.py``):
     the main run (speech there with ``data.num_workers=1``) and speech with the default 0."""
@@ -1004,6 +1027,7 @@ BLOCKS: dict[str, tuple[str, Callable[[], str]]] = {
     "standard-sentiment": ("README.md", standard_sentiment),
     "long-sentiment": ("README.md", long_sentiment),
     "captioning-coverage": ("recipes/captioning/README.md", captioning_coverage),
+    "speed-defaults": ("README.md", speed_defaults),
     "sentiment-runs": ("recipes/sentiment/README.md", sentiment_runs),
     "translation-runs": ("recipes/translation/README.md", translation_runs),
     "captioning-runs": ("recipes/captioning/README.md", captioning_runs),
