@@ -793,17 +793,21 @@ def standard_sentiment() -> str:
 
 
 def _faithfulness(runs: list[dict[str, str]]) -> str:
-    """The runs' erasure ratios (attention / random AOPC): mean and Student-t interval."""
-    from toolkit.metrics.significance import seed_interval
+    """The runs' erasure ratios (attention / random AOPC, results.csv) combined as the
+    report combines them: one run's value and interval, several runs' mean and Student-t
+    interval (toolkit.report.tables.combine_ratios)."""
+    from toolkit.report.tables import Ratio, combine_ratios
 
-    ratios = [float(x["faithfulness_attention_ratio"]) for x in runs
-              if x.get("faithfulness_attention_ratio")]  # fmt: skip
-    if not ratios:
+    col = "faithfulness_attention_ratio"
+    got = combine_ratios([
+        Ratio(float(x[col]), float(x[f"{col}_low"]) if x.get(f"{col}_low") else None,
+              float(x[f"{col}_high"]) if x.get(f"{col}_high") else None)
+        for x in runs if x.get(col)
+    ])  # fmt: skip
+    if got is None:
         return "not measured"
-    iv = seed_interval(ratios)
-    if iv.low is None:
-        return f"{iv.mean:.2f} (1 run)"
-    return f"{iv.mean:.2f} [{iv.low:.2f}, {iv.high:.2f}] ({iv.n} runs)"
+    interval = f" [{got.low:.2f}, {got.high:.2f}]" if got.has_interval else ""
+    return f"{got.value:.2f}{interval} ({got.runs} run{'s' if got.runs > 1 else ''})"
 
 
 LONG = "results/compare/long"

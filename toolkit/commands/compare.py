@@ -303,20 +303,20 @@ def needs_interpret(run_dir: Path) -> bool:
     return is_done(run_dir) and "interpretability" not in _metrics(run_dir)
 
 
-def kept_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint the run tested (metrics.json ``checkpoint``: the best by the recipe's
-    metric, else ``last.ckpt``), also when the folder moved since (the same file name under
-    its ``checkpoints/``); None when neither exists."""
-    recorded = _metrics(run_dir).get("checkpoint")
+def kept_checkpoint(run_dir: Path, metrics: dict[str, Any]) -> Path | None:
+    """The checkpoint the run tested (its metrics.json ``checkpoint``: the best by the
+    recipe's metric, else ``last.ckpt``), also when the folder moved since (the same file
+    name under its ``checkpoints/``); None when neither exists."""
+    recorded = metrics.get("checkpoint")
     if not recorded:
         return None
     here = Path(run_dir) / "checkpoints" / Path(recorded).name
     return next((p for p in (Path(recorded), here) if p.is_file()), None)
 
 
-def run_threads(run_dir: Path) -> int | None:
-    """The torch threads the run trained with (metrics.json ``throughput.threads``)."""
-    threads = (_metrics(run_dir).get("throughput") or {}).get("threads")
+def run_threads(metrics: dict[str, Any]) -> int | None:
+    """The torch threads the run trained with (its metrics.json ``throughput.threads``)."""
+    threads = (metrics.get("throughput") or {}).get("threads")
     return int(threads) if isinstance(threads, (int, float)) and threads > 0 else None
 
 
@@ -335,13 +335,14 @@ def interpret_run(
     """Interpret one finished run into its own folder; the outcome is counted in ``step``
     and recorded under ``interpret`` in compare.json, the console in ``interpret.log``."""
     log_path = Path(run_dir) / INTERPRET_LOG
-    ckpt = kept_checkpoint(run_dir)
+    metrics = _metrics(run_dir)
+    ckpt = kept_checkpoint(run_dir, metrics)
     if ckpt is None:
         log_path.write_text("no kept checkpoint: metrics.json names none that exists\n",
                             encoding="utf-8")  # fmt: skip
         info: dict[str, Any] = {"status": "failed", "returncode": None, "wall_seconds": 0.0}
     else:
-        cmd = step.command(python, ckpt, run_threads(run_dir))
+        cmd = step.command(python, ckpt, run_threads(metrics))
         done = launch(cmd, log_path, timeout_s)
         ok = done.returncode == 0 and not needs_interpret(run_dir)
         info = {"status": "ok" if ok else ("timeout" if done.timed_out else "failed"),
