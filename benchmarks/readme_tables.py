@@ -1003,6 +1003,40 @@ def speed_defaults() -> str:
     return "\n".join(_md(head, body, right=3))
 
 
+def speed_defaults_quality() -> str:
+    """The quality pass of ``benchmarks/speed_defaults.py --quality`` (three seeds, validation
+    metric at equal steps) and the setting each recipe's defaults use
+    (benchmarks/results/speed_defaults/quality/speed_defaults.csv)."""
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    import speed_defaults as sd
+
+    rows = _csv(f"{BENCH}/speed_defaults/quality/speed_defaults.csv")
+    agg = sd.aggregate(rows)
+    body = []
+    for recipe in dict.fromkeys(r["recipe"] for r in rows):
+        base = agg[(recipe, sd.BASELINE)]
+        chosen, _ = sd.recommend(agg, recipe)
+        for setting in sd.SETTINGS:
+            a = agg.get((recipe, setting))
+            if a is None:
+                continue
+            noise = sd.within_noise(a, base)
+            body.append([
+                recipe, setting, f"{a['ok']}/{a['seeds']}", f"{a['steps_per_s']:.2f}",
+                f"{a['steps_per_s'] / base['steps_per_s']:.2f}×", f"{a['first_step_s']:.1f}",
+                f"{a['quality_metric']} {a['value']:.4f} ± {a['sd']:.4f}",
+                f"{a['value'] - base['value']:+.4f}",
+                "—" if setting == sd.BASELINE else ("yes" if noise else "**no**"),
+                "**default**" if setting == chosen else "",
+            ])  # fmt: skip
+    head = ["recipe", "setting", "runs ok", "steps/s (median step, mean of seeds)",
+            "× fp32 eager", "first step s (incl. compile)",
+            "validation metric (mean ± seed sd)", "vs fp32 eager",
+            "within 2 seed sd", "default on a native-bf16 CPU"]  # fmt: skip
+    return "\n".join(_md(head, body, right=3))
+
+
 def data_wait() -> str:
     """Waiting-for-data share and time to 90 % quality per recipe (``benchmarks/data_wait.py``):
     the main run (speech there with ``data.num_workers=1``) and speech with the default 0."""
@@ -1032,6 +1066,7 @@ BLOCKS: dict[str, tuple[str, Callable[[], str]]] = {
     "long-sentiment": ("README.md", long_sentiment),
     "captioning-coverage": ("recipes/captioning/README.md", captioning_coverage),
     "speed-defaults": ("README.md", speed_defaults),
+    "speed-defaults-quality": ("README.md", speed_defaults_quality),
     "sentiment-runs": ("recipes/sentiment/README.md", sentiment_runs),
     "translation-runs": ("recipes/translation/README.md", translation_runs),
     "captioning-runs": ("recipes/captioning/README.md", captioning_runs),

@@ -17,7 +17,8 @@ Smoke run (a few seconds of training)::
 
 Options: ``--recipes`` (default all four), ``--settings`` (default ``fp32-eager
 fp32-compile bf16-mixed-eager bf16-mixed-compile``), ``--steps N`` timed steps after
-``--warmup W`` steps, ``--threads N`` (default 2), ``--seeds``, ``--quality`` (validate
+``--warmup W`` steps, ``--threads N`` (default 2), ``--seeds``, ``--skip RECIPE:SETTING``
+(pairs left out, e.g. a compiled setting slower than eager), ``--quality`` (validate
 after ``--quality-steps`` training steps, default 300), ``--timeout`` seconds per
 recipe × setting × seed (default 1800), ``--out`` (default
 ``benchmarks/results/speed_defaults/``).
@@ -145,6 +146,18 @@ def pending(rows: Iterable[dict], jobs: Iterable[tuple[str, str, int]]) -> list:
     return [j for j in jobs if (j[0], j[1], str(j[2])) not in done]
 
 
+def parse_skip(pairs: Iterable[str]) -> set[tuple[str, str]]:
+    """``--skip`` values ``recipe:setting`` as pairs; an unknown recipe or setting is an error."""
+    out = set()
+    for pair in pairs:
+        recipe, _, setting = pair.partition(":")
+        if recipe not in RECIPES or setting not in SETTINGS:
+            known = f"RECIPE in {', '.join(RECIPES)} and SETTING in {', '.join(SETTINGS)}"
+            raise SystemExit(f"--skip {pair!r}: expected RECIPE:SETTING with {known}")
+        out.add((recipe, setting))
+    return out
+
+
 def _num(value: Any) -> float:
     try:
         return float(value)
@@ -269,7 +282,8 @@ def markdown(rows: Sequence[dict], meta: dict[str, Any]) -> str:
         "- steps/s = 1 / median step time after the warm-up (forward, backward, optimiser "
         "step; data loading outside); \"incl. compile\" = trained steps / their total time. "
         "bf16-mixed is measured where bf16 is emulated too; `trainer.precision=auto` picks "
-        "it only where the CPU has native bf16. \"Within the seed noise\": mean differs from "
+        "it only where the CPU has native bf16 and the recipe does not set "
+        "`recipe.cpu_bf16: false`. \"Within the seed noise\": mean differs from "
         "fp32 eager's by at most twice fp32 eager's seed standard deviation.",
         "",
         table_md(rows),
@@ -440,6 +454,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1234])
+    parser.add_argument("--skip", nargs="+", default=[], metavar="RECIPE:SETTING",
+                        help="recipe × setting pairs not to run")  # fmt: skip
     parser.add_argument("--quality", action="store_true",
                         help="validation metric after --quality-steps steps")  # fmt: skip
     parser.add_argument("--quality-steps", type=int, default=300)
@@ -467,7 +483,9 @@ def main(argv: list[str] | None = None) -> None:
     total = trained_steps(args.warmup, args.steps, args.quality_steps)
     check_compatible(rows, {"threads": args.threads, "warmup": args.warmup,
                             "steps": args.steps, "trained_steps": total})  # fmt: skip
-    jobs = [(r, s, seed) for r in args.recipes for s in args.settings for seed in args.seeds]
+    skip = parse_skip(args.skip)
+    jobs = [(r, s, seed) for r in args.recipes for s in args.settings for seed in args.seeds
+            if (r, s) not in skip]  # fmt: skip
     todo = pending(rows, jobs)
     print(f"[speed_defaults] {len(jobs) - len(todo)} of {len(jobs)} runs already in {csv_path}; "
           f"{len(todo)} to run", flush=True)  # fmt: skip

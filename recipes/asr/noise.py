@@ -28,6 +28,8 @@ import numpy as np
 from toolkit.data.audio import SAMPLE_RATE, read_audio
 
 NOISE_TYPES = ("white", "pink", "brown", "babble", "recorded")
+# generated with no power below BAND_LOW_HZ (:func:`_coloured`): mixed without the high-pass
+BAND_LIMITED = ("white", "pink", "brown")
 DEFAULT_RECORDED = "/usr/share/sounds/alsa/Noise.wav"
 BAND_LOW_HZ = 50.0  # the SNR band starts here; noise is high-passed here
 _EPS = 1e-12
@@ -38,28 +40,43 @@ def power(x: np.ndarray) -> float:
     return float(np.mean(np.square(x, dtype=np.float64)))
 
 
+def _high_pass_with_power(
+    x: np.ndarray, cutoff_hz: float = BAND_LOW_HZ, sample_rate: int = SAMPLE_RATE
+) -> tuple[np.ndarray, float]:
+    """:func:`high_pass` of ``x`` and its mean power, the latter read off the spectrum the
+    filter already computed (Parseval), so the pair costs two FFTs instead of three."""
+    if len(x) < 2:
+        return np.zeros_like(x), 0.0
+    spectrum = np.fft.rfft(np.asarray(x, dtype=np.float64))
+    spectrum[np.fft.rfftfreq(len(x), 1.0 / sample_rate) < cutoff_hz] = 0.0
+    filtered = np.fft.irfft(spectrum, len(x)).astype(np.asarray(x).dtype, copy=False)
+    return filtered, _spectrum_power(spectrum, len(x))
+
+
+def _spectrum_power(spectrum: np.ndarray, n: int) -> float:
+    """Mean power of the length-``n`` real signal whose one-sided spectrum is ``spectrum``."""
+    energy = np.abs(spectrum) ** 2
+    weight = np.full(len(energy), 2.0)  # one-sided spectrum: Parseval's weights
+    weight[0] = 1.0
+    if n % 2 == 0:
+        weight[-1] = 1.0
+    return float(np.sum(weight * energy) / n**2)
+
+
 def high_pass(
     x: np.ndarray, cutoff_hz: float = BAND_LOW_HZ, sample_rate: int = SAMPLE_RATE
 ) -> np.ndarray:
     """``x`` with every FFT bin below ``cutoff_hz`` (DC included) set to zero."""
-    if len(x) < 2:
-        return np.zeros_like(x)
-    spectrum = np.fft.rfft(np.asarray(x, dtype=np.float64))
-    spectrum[np.fft.rfftfreq(len(x), 1.0 / sample_rate) < cutoff_hz] = 0.0
-    return np.fft.irfft(spectrum, len(x)).astype(np.asarray(x).dtype, copy=False)
+    return _high_pass_with_power(x, cutoff_hz, sample_rate)[0]
 
 
 def band_power(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
     """Mean power of ``x`` above ``BAND_LOW_HZ`` (the power the SNR is defined on)."""
     if len(x) < 2:
         return power(x)
-    spectrum = np.abs(np.fft.rfft(np.asarray(x, dtype=np.float64))) ** 2
-    weight = np.full(len(spectrum), 2.0)  # one-sided spectrum: Parseval's weights
-    weight[0] = 1.0
-    if len(x) % 2 == 0:
-        weight[-1] = 1.0
-    weight[np.fft.rfftfreq(len(x), 1.0 / sample_rate) < BAND_LOW_HZ] = 0.0
-    return float(np.sum(weight * spectrum) / len(x) ** 2)
+    spectrum = np.fft.rfft(np.asarray(x, dtype=np.float64))
+    spectrum[np.fft.rfftfreq(len(x), 1.0 / sample_rate) < BAND_LOW_HZ] = 0.0
+    return _spectrum_power(spectrum, len(x))
 
 
 def realised_snr(speech: np.ndarray, noise: np.ndarray) -> float:
@@ -114,12 +131,19 @@ def babble_noise(
 
 
 def mix_at_snr(
-    speech: np.ndarray, noise: np.ndarray, snr_db: float, peak: float = 0.99
+    speech: np.ndarray,
+    noise: np.ndarray,
+    snr_db: float,
+    peak: float = 0.99,
+    band_limited: bool = False,
 ) -> tuple[np.ndarray, dict[str, float | bool]]:
     """Add ``noise`` to ``speech`` so that the speech-band power ratio is ``snr_db``.
 
     ``noise`` is high-passed at ``BAND_LOW_HZ`` first (what lies below would add power no
     SNR counts), then scaled from the two band powers (:func:`band_power`).
+    ``band_limited=True`` says the noise has no power below ``BAND_LOW_HZ`` already (the
+    generated colours, :func:`_coloured`): the filter is then skipped and its band power is
+    its power, the same quantity without two of the FFTs.
 
     Returns:
         ``(mix, info)``: ``info["noise_gain"]`` the factor applied to the noise,
@@ -128,8 +152,11 @@ def mix_at_snr(
     """
     if len(noise) != len(speech):
         raise ValueError(f"noise has {len(noise)} samples, speech {len(speech)}")
-    noise = high_pass(noise)
-    ps, pn = band_power(speech), band_power(noise)
+    if band_limited:
+        pn = power(noise)
+    else:
+        noise, pn = _high_pass_with_power(noise)
+    ps = band_power(speech)
     noise_gain = float(np.sqrt(ps / max(pn, _EPS) / 10.0 ** (snr_db / 10.0)))
     mix = speech + noise_gain * noise
     top = float(np.abs(mix).max())
@@ -230,7 +257,8 @@ class NoiseMixer:
             if kind == "babble" and not self.babble_pool:
                 return speech
             snr = float(rng.uniform(*self.snr_range))
-            speech, _ = mix_at_snr(speech, self.noise(kind, len(speech), rng), snr)
+            noise = self.noise(kind, len(speech), rng)
+            speech, _ = mix_at_snr(speech, noise, snr, band_limited=kind in BAND_LIMITED)
         return speech
 
     def condition(self, speech: np.ndarray, kind: str, snr: float | None, seed: int) -> np.ndarray:
@@ -241,7 +269,8 @@ class NoiseMixer:
             return speech
         if kind == "reverb":
             return reverb(speech, float(snr), rng)
-        mix, _ = mix_at_snr(speech, self.noise(kind, len(speech), rng), float(snr))
+        noise = self.noise(kind, len(speech), rng)
+        mix, _ = mix_at_snr(speech, noise, float(snr), band_limited=kind in BAND_LIMITED)
         return mix
 
 

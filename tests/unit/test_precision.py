@@ -94,3 +94,28 @@ def test_no_shipped_config_forces_a_precision():
             if isinstance(value, str):
                 assert not re.search(r"precision=", value), f"{f}: {key}: {value}"
     assert seen >= 3  # cpu, gpu, fsdp trainers and evaluate
+
+
+def test_a_recipe_measured_slower_in_bf16_runs_fp32_on_cpus(fake_cpu, monkeypatch):
+    """recipe.cpu_bf16=false: auto runs fp32 on a native-bf16 CPU; an explicit bf16 request
+    is still honoured; on a GPU with native bf16 auto keeps bf16."""
+    fake_cpu(SAPPHIRE)
+    chosen = precision.resolve("auto", "cpu", cpu_bf16=False)
+    assert chosen.resolved == "32-true" and "recipe.cpu_bf16=false" in chosen.reason
+    assert precision.resolve("auto", "cpu", cpu_bf16=True).resolved == "bf16-mixed"
+    assert precision.resolve("bf16-mixed", "cpu", cpu_bf16=False).resolved == "bf16-mixed"
+    fake_cpu(AVX2_ONLY)
+    assert precision.resolve("auto", "cpu", cpu_bf16=False).resolved == "32-true"
+    monkeypatch.setattr(precision, "cuda_bf16_native", lambda: True)
+    assert precision.resolve("auto", "gpu", cpu_bf16=False).resolved == "bf16-mixed"
+
+
+def test_train_reads_the_recipes_cpu_bf16(fake_cpu):
+    from toolkit.commands.train import resolve_precision
+
+    fake_cpu(SAPPHIRE)
+    for flag, expected in ((False, "32-true"), (True, "bf16-mixed"), (None, "bf16-mixed")):
+        recipe = {"name": "x"} if flag is None else {"name": "x", "cpu_bf16": flag}
+        cfg = OmegaConf.create({"recipe": recipe, "trainer": {"precision": "auto"}})
+        assert resolve_precision(cfg).resolved == expected
+        assert cfg.trainer.precision == expected

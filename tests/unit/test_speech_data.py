@@ -95,6 +95,29 @@ def test_every_noise_has_its_power_where_speech_is(kind):
     assert spectrum[freqs >= 150].sum() > 0.2 * spectrum.sum()
 
 
+@pytest.mark.parametrize("kind", ["white", "pink", "brown"])
+def test_band_limited_noise_mixes_as_the_filtered_path_does(kind):
+    """The generated colours have no power below the cut-off, so mixing them without the
+    high-pass (``band_limited=True``, what the mixer does for them) gives the mix of the
+    full path to float32 rounding."""
+    speech = tone(1.37)  # an odd length, as real utterances have
+    noise = mixer().noise(kind, len(speech), np.random.default_rng(5))
+    full, info_full = mix_at_snr(speech, noise, 3.0)
+    fast, info_fast = mix_at_snr(speech, noise, 3.0, band_limited=True)
+    assert info_fast["noise_gain"] == pytest.approx(info_full["noise_gain"], rel=1e-6)
+    np.testing.assert_allclose(fast, full, rtol=0, atol=1e-6)
+
+
+def test_high_pass_power_is_the_filtered_signals_power():
+    from recipes.asr.noise import _high_pass_with_power
+
+    x = np.random.default_rng(2).standard_normal(4001).astype(np.float32) + 0.3
+    filtered, p = _high_pass_with_power(x)
+    np.testing.assert_array_equal(filtered, high_pass(x))
+    assert p == pytest.approx(band_power(filtered), rel=1e-6)
+    assert p == pytest.approx(band_power(x), rel=1e-9)
+
+
 def test_mix_never_clips_and_says_so():
     speech = tone(amp=0.95)
     noise = np.random.default_rng(0).standard_normal(len(speech)).astype(np.float32)

@@ -32,7 +32,11 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         module.cfg = OmegaConf.merge(module.cfg, {"decode": decode})
     datamodule = build_datamodule(data_cfg, module.data_state)
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    chosen = precision.resolve(trainer_cfg.get("precision"), trainer_cfg.get("accelerator"))
+    chosen = precision.resolve(
+        trainer_cfg.get("precision"),
+        trainer_cfg.get("accelerator"),
+        bool(saved.get("recipe", {}).get("cpu_bf16", True)),
+    )
     trainer_cfg["precision"] = chosen.resolved
     trainer = pl.Trainer(logger=False, enable_checkpointing=False, **trainer_cfg)
     trainer.test(module, datamodule=datamodule, verbose=False)

@@ -164,7 +164,8 @@ def resolve_precision(cfg: DictConfig) -> precision_mod.Precision:
     """Replace ``trainer.precision`` (``auto`` by default) with what runs on this machine;
     an explicit bf16 request where bf16 is emulated fails here, before any data is built."""
     requested = cfg.trainer.get("precision", precision_mod.AUTO)
-    chosen = precision_mod.resolve(requested, cfg.trainer.get("accelerator", "cpu"))
+    cpu_bf16 = bool(cfg.get("recipe", {}).get("cpu_bf16", True))
+    chosen = precision_mod.resolve(requested, cfg.trainer.get("accelerator", "cpu"), cpu_bf16)
     with open_dict(cfg):
         cfg.trainer.precision = chosen.resolved
     log.info("precision %s (%s)", chosen.resolved, chosen.reason)

@@ -6,6 +6,11 @@ CPU about 100× slower) and some oneDNN kernels (the bf16 LSTM) fail outright. S
 resolves to ``bf16-mixed`` where bf16 is native and to ``32-true`` otherwise, and an explicit
 bf16 request on a machine that would emulate it fails at start-up with a message that says
 why, instead of a crash or an hour-long run.
+
+Native bf16 is not faster for every model on a CPU: a recipe whose steps were measured slower
+in bf16 there (``benchmarks/speed_defaults.py``) sets ``recipe.cpu_bf16: false`` and ``auto``
+then runs it in fp32 on every CPU (GPUs keep bf16 where native). An explicit
+``trainer.precision=bf16-mixed`` still runs bf16.
 """
 
 from __future__ import annotations
@@ -98,9 +103,13 @@ class PrecisionError(ValueError):
     """A precision the machine cannot run natively was asked for explicitly."""
 
 
-def resolve(requested: str | int | None, accelerator: str | None = "cpu") -> Precision:
+def resolve(
+    requested: str | int | None, accelerator: str | None = "cpu", cpu_bf16: bool = True
+) -> Precision:
     """``auto`` → ``bf16-mixed`` where bf16 is native, else ``32-true``; an explicit bf16
     request where it is not native raises :class:`PrecisionError`; anything else is kept.
+    ``cpu_bf16=False`` (the recipe's ``recipe.cpu_bf16``) makes ``auto`` run fp32 on a CPU
+    even where bf16 is native, because the recipe was measured slower in bf16 there.
 
     Raises:
         PrecisionError: bf16 asked for on a CPU/GPU without native bf16.
@@ -109,6 +118,13 @@ def resolve(requested: str | int | None, accelerator: str | None = "cpu") -> Pre
     where = "GPU" if accelerator in ("gpu", "cuda") else "CPU"
     native = bf16_native(accelerator)
     if asked == AUTO:
+        if native and where == "CPU" and not cpu_bf16:
+            return Precision(
+                asked,
+                FP32,
+                "auto: bf16 is native on this CPU, but this recipe's training steps were "
+                "measured slower in bf16 on CPUs (recipe.cpu_bf16=false), fp32",
+            )
         if native:
             return Precision(asked, BF16, f"auto: bf16 is native on this {where}")
         return Precision(asked, FP32, f"auto: bf16 is not native on this {where}, fp32")
