@@ -47,10 +47,16 @@ def _high_pass_with_power(
     filter already computed (Parseval), so the pair costs two FFTs instead of three."""
     if len(x) < 2:
         return np.zeros_like(x), 0.0
-    spectrum = np.fft.rfft(np.asarray(x, dtype=np.float64))
-    spectrum[np.fft.rfftfreq(len(x), 1.0 / sample_rate) < cutoff_hz] = 0.0
+    spectrum = _band_spectrum(x, cutoff_hz, sample_rate)
     filtered = np.fft.irfft(spectrum, len(x)).astype(np.asarray(x).dtype, copy=False)
     return filtered, _spectrum_power(spectrum, len(x))
+
+
+def _band_spectrum(x: np.ndarray, cutoff_hz: float, sample_rate: int) -> np.ndarray:
+    """The one-sided spectrum of ``x`` (float64) with every bin below ``cutoff_hz`` zeroed."""
+    spectrum = np.fft.rfft(np.asarray(x, dtype=np.float64))
+    spectrum[np.fft.rfftfreq(len(x), 1.0 / sample_rate) < cutoff_hz] = 0.0
+    return spectrum
 
 
 def _spectrum_power(spectrum: np.ndarray, n: int) -> float:
@@ -74,9 +80,7 @@ def band_power(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
     """Mean power of ``x`` above ``BAND_LOW_HZ`` (the power the SNR is defined on)."""
     if len(x) < 2:
         return power(x)
-    spectrum = np.fft.rfft(np.asarray(x, dtype=np.float64))
-    spectrum[np.fft.rfftfreq(len(x), 1.0 / sample_rate) < BAND_LOW_HZ] = 0.0
-    return _spectrum_power(spectrum, len(x))
+    return _spectrum_power(_band_spectrum(x, BAND_LOW_HZ, sample_rate), len(x))
 
 
 def realised_snr(speech: np.ndarray, noise: np.ndarray) -> float:

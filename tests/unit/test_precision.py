@@ -108,6 +108,10 @@ def test_a_recipe_measured_slower_in_bf16_runs_fp32_on_cpus(fake_cpu, monkeypatc
     assert precision.resolve("auto", "cpu", cpu_bf16=False).resolved == "32-true"
     monkeypatch.setattr(precision, "cuda_bf16_native", lambda: True)
     assert precision.resolve("auto", "gpu", cpu_bf16=False).resolved == "bf16-mixed"
+    # accelerator=auto on a machine with a CUDA card trains on the GPU: bf16 stays
+    monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: True)
+    chosen = precision.resolve("auto", "auto", cpu_bf16=False)
+    assert chosen.resolved == "bf16-mixed" and "GPU" in chosen.reason
 
 
 def test_train_reads_the_recipes_cpu_bf16(fake_cpu):

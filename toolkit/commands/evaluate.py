@@ -35,7 +35,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     chosen = precision.resolve(
         trainer_cfg.get("precision"),
         trainer_cfg.get("accelerator"),
-        bool(saved.get("recipe", {}).get("cpu_bf16", True)),
+        precision.recipe_cpu_bf16(saved),
     )
     trainer_cfg["precision"] = chosen.resolved
     trainer = pl.Trainer(logger=False, enable_checkpointing=False, **trainer_cfg)

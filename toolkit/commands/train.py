@@ -164,8 +164,9 @@ def resolve_precision(cfg: DictConfig) -> precision_mod.Precision:
     """Replace ``trainer.precision`` (``auto`` by default) with what runs on this machine;
     an explicit bf16 request where bf16 is emulated fails here, before any data is built."""
     requested = cfg.trainer.get("precision", precision_mod.AUTO)
-    cpu_bf16 = bool(cfg.get("recipe", {}).get("cpu_bf16", True))
-    chosen = precision_mod.resolve(requested, cfg.trainer.get("accelerator", "cpu"), cpu_bf16)
+    chosen = precision_mod.resolve(
+        requested, cfg.trainer.get("accelerator", "cpu"), precision_mod.recipe_cpu_bf16(cfg)
+    )
     with open_dict(cfg):
         cfg.trainer.precision = chosen.resolved
     log.info("precision %s (%s)", chosen.resolved, chosen.reason)

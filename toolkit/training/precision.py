@@ -59,13 +59,22 @@ def cuda_bf16_native() -> bool:
     )
 
 
+def on_cuda(accelerator: str | None = "cpu") -> bool:
+    """Whether ``accelerator`` (``cpu``, ``gpu``/``cuda``, ``auto``) trains on a CUDA GPU."""
+    return accelerator in ("gpu", "cuda") or (
+        accelerator in (None, "auto") and torch.cuda.is_available()
+    )
+
+
 def bf16_native(accelerator: str | None = "cpu") -> bool:
     """Whether bf16 runs natively on ``accelerator`` (``cpu``, ``gpu``/``cuda``, ``auto``)."""
-    if accelerator in ("gpu", "cuda") or (
-        accelerator in (None, "auto") and torch.cuda.is_available()
-    ):
-        return cuda_bf16_native()
-    return cpu_bf16_native()
+    return cuda_bf16_native() if on_cuda(accelerator) else cpu_bf16_native()
+
+
+def recipe_cpu_bf16(cfg) -> bool:
+    """A config's ``recipe.cpu_bf16`` (true when absent): whether ``auto`` may pick bf16 on a
+    CPU for this recipe."""
+    return bool((cfg.get("recipe") or {}).get("cpu_bf16", True))
 
 
 def describe_cpu() -> str:
@@ -115,7 +124,7 @@ def resolve(
         PrecisionError: bf16 asked for on a CPU/GPU without native bf16.
     """
     asked = FP32 if requested is None else str(requested)
-    where = "GPU" if accelerator in ("gpu", "cuda") else "CPU"
+    where = "GPU" if on_cuda(accelerator) else "CPU"
     native = bf16_native(accelerator)
     if asked == AUTO:
         if native and where == "CPU" and not cpu_bf16:
